@@ -1,0 +1,48 @@
+//! The `spotmill` command line: flags and dispatch; the work is in the library.
+
+pub mod gen;
+pub mod progress;
+pub mod run;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "spotmill", version, about = "Run untrusted WebAssembly map/reduce analyses over compressed telemetry logs")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log level for diagnostics on stderr (error, warn, info, debug, trace); RUST_LOG works too.
+    #[arg(long, global = true, default_value = "warn")]
+    pub log: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate a realistic published-log tree (deterministic for a seed).
+    Gen(gen::GenArgs),
+    /// Run an analysis over a local folder of logs, on every core.
+    Run(Box<run::RunArgs>),
+}
+
+/// Flags shared by commands that load a component.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CacheArgs {
+    /// Folder of compiled artifacts (default: $SPOTMILL_CACHE_DIR or ~/.cache/spotmill).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Compile the component every time instead of using the cache.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+impl CacheArgs {
+    pub fn open(&self) -> anyhow::Result<Option<spotmill::sandbox::ArtifactCache>> {
+        if self.no_cache {
+            return Ok(None);
+        }
+        let dir = self.cache_dir.clone().unwrap_or_else(spotmill::sandbox::ArtifactCache::default_dir);
+        Ok(Some(spotmill::sandbox::ArtifactCache::open(&dir.join("artifacts"))?))
+    }
+}

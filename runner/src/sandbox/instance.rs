@@ -1,0 +1,244 @@
+//! Calling into a guest: every call runs with its own fuel, a deadline and a fresh log
+//! capture, and its failure comes back typed ([`GuestFailure`]) with the guest's logs.
+
+use wasmtime::{Store, Trap};
+
+use super::bindings::{mapper, reducer};
+use super::engine::{deadline_ticks, LoadedAnalysis};
+use super::host_state::{HostState, MemoryCapExceeded};
+use super::limits::Limits;
+use super::outcome::GuestFailure;
+
+/// A failed call: what went wrong, and what the guest printed during the call.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CallError {
+    pub failure: GuestFailure,
+    /// The guest's stdout and stderr during the call, truncated to the log cap.
+    pub log: Option<String>,
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.failure)?;
+        if let Some(log) = &self.log {
+            write!(f, "\n  guest output:\n    {}", log.trim_end().replace('\n', "\n    "))?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for CallError {}
+
+/// Fuel left for a task across all its instances.
+#[derive(Debug, Clone, Copy)]
+pub struct FuelMeter {
+    left: u64,
+    used: u64,
+}
+
+impl FuelMeter {
+    pub fn new(budget: u64) -> Self {
+        FuelMeter { left: budget, used: 0 }
+    }
+
+    pub fn used(&self) -> u64 {
+        self.used
+    }
+
+    fn charge(&mut self, fuel: u64) {
+        self.left = self.left.saturating_sub(fuel);
+        self.used += fuel;
+    }
+}
+
+/// One store and its limits: the part shared by mapper and reducer instances.
+struct Guest {
+    store: Store<HostState>,
+    limits: Limits,
+}
+
+impl Guest {
+    fn new(limits: &Limits, engine: &wasmtime::Engine) -> Self {
+        let mut store = Store::new(engine, HostState::new(limits.memory_bytes, limits.max_log_bytes));
+        store.limiter(|state| &mut state.memory);
+        store.epoch_deadline_trap();
+        // Instantiation runs guest code (start functions): give it a call's worth.
+        let _ = store.set_fuel(limits.fuel_per_call);
+        store.set_epoch_deadline(deadline_ticks(limits.call_deadline_ms));
+        Guest { store, limits: limits.clone() }
+    }
+
+    /// Runs one guest call under the limits, charging its fuel to `meter`.
+    fn call<R>(
+        &mut self,
+        meter: &mut FuelMeter,
+        f: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        let task_budget = meter.left < self.limits.fuel_per_call;
+        let fuel = meter.left.min(self.limits.fuel_per_call);
+        if fuel == 0 {
+            return Err(CallError {
+                failure: GuestFailure::OutOfFuel { limit: self.limits.fuel_per_task, task_budget: true },
+                log: None,
+            });
+        }
+        self.store.data().log.clear();
+        self.store.set_fuel(fuel).expect("fuel is enabled on the engine");
+        self.store.set_epoch_deadline(deadline_ticks(self.limits.call_deadline_ms));
+        let result = f(&mut self.store);
+        let left = self.store.get_fuel().unwrap_or(0);
+        meter.charge(fuel - left);
+        result.map_err(|error| CallError {
+            failure: classify(&error, &self.limits, task_budget),
+            log: self.store.data().log.text(),
+        })
+    }
+
+    /// A call's returned size against the output cap.
+    fn check_output(&self, bytes: u64) -> Result<(), CallError> {
+        if bytes > self.limits.max_output_bytes {
+            return Err(CallError {
+                failure: GuestFailure::OutputCap { bytes, limit: self.limits.max_output_bytes },
+                log: self.store.data().log.text(),
+            });
+        }
+        Ok(())
+    }
+
+    fn guest_error(&self, message: String) -> CallError {
+        CallError { failure: GuestFailure::GuestError { message }, log: self.store.data().log.text() }
+    }
+}
+
+/// Maps a wasmtime error to the limit or fault behind it.
+pub fn classify(error: &wasmtime::Error, limits: &Limits, task_budget: bool) -> GuestFailure {
+    if let Some(cap) = error.downcast_ref::<MemoryCapExceeded>() {
+        return GuestFailure::MemoryCap { requested: cap.requested, limit: cap.limit };
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => GuestFailure::OutOfFuel {
+            limit: if task_budget { limits.fuel_per_task } else { limits.fuel_per_call },
+            task_budget,
+        },
+        Some(Trap::Interrupt) => GuestFailure::Deadline { limit_ms: limits.call_deadline_ms },
+        _ => GuestFailure::Trap { message: trap_message(error) },
+    }
+}
+
+/// The error with its wasm backtrace, kept short enough for a summary.
+fn trap_message(error: &wasmtime::Error) -> String {
+    const MAX_LINES: usize = 12;
+    let text = format!("{error:?}");
+    let mut lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    if lines.len() > MAX_LINES {
+        lines.truncate(MAX_LINES);
+        lines.push("...");
+    }
+    lines.join("\n")
+}
+
+/// A mapper instance: `setup` done, ready for batches.
+pub struct MapperInstance {
+    guest: Guest,
+    bindings: mapper::MapOnly,
+}
+
+impl MapperInstance {
+    /// Instantiates the mapper and calls `setup(params)`.
+    pub fn start(analysis: &LoadedAnalysis, params: &str, meter: &mut FuelMeter) -> Result<Self, CallError> {
+        let pre = analysis.mapper.as_ref().ok_or_else(|| CallError {
+            failure: GuestFailure::GuestError {
+                message: format!("{} does not export the mapper interface", analysis.name),
+            },
+            log: None,
+        })?;
+        let limits = analysis.sandbox.limits();
+        let mut guest = Guest::new(limits, analysis.sandbox.engine());
+        let bindings = guest.call(meter, |store| pre.instantiate(store))?;
+        let mut instance = MapperInstance { guest, bindings };
+        let setup = instance
+            .guest
+            .call(meter, |store| instance.bindings.spotmill_analysis_mapper().call_setup(store, params))?;
+        setup.map_err(|message| instance.guest.guest_error(format!("setup failed: {message}")))?;
+        Ok(instance)
+    }
+
+    /// Maps a batch; returns the records the guest rejected, checked and sorted by index.
+    pub fn map(&mut self, batch: &[mapper::Submission], meter: &mut FuelMeter) -> Result<Vec<mapper::RecordError>, CallError> {
+        let bindings = &self.bindings;
+        let mut errors = self
+            .guest
+            .call(meter, |store| bindings.spotmill_analysis_mapper().call_map(store, batch))?;
+        let bytes: u64 = errors.iter().map(|e| e.message.len() as u64 + 4).sum();
+        self.guest.check_output(bytes)?;
+        errors.sort_by_key(|e| e.index);
+        errors.dedup_by_key(|e| e.index);
+        if let Some(bad) = errors.iter().find(|e| e.index as usize >= batch.len()) {
+            return Err(self.guest.guest_error(format!(
+                "map reported an error for record index {} but the batch has {} records",
+                bad.index,
+                batch.len()
+            )));
+        }
+        Ok(errors)
+    }
+
+    /// Takes the partial accumulated since the previous flush.
+    pub fn flush(&mut self, meter: &mut FuelMeter) -> Result<Vec<u8>, CallError> {
+        let bindings = &self.bindings;
+        let result = self.guest.call(meter, |store| bindings.spotmill_analysis_mapper().call_flush(store))?;
+        let partial = result.map_err(|message| self.guest.guest_error(format!("flush failed: {message}")))?;
+        self.guest.check_output(partial.len() as u64)?;
+        Ok(partial)
+    }
+}
+
+/// A reducer instance: `setup` done, ready to merge and publish.
+pub struct ReducerInstance {
+    guest: Guest,
+    bindings: reducer::ReduceOnly,
+}
+
+impl ReducerInstance {
+    /// Instantiates the reducer and calls `setup(params)`.
+    pub fn start(analysis: &LoadedAnalysis, params: &str, meter: &mut FuelMeter) -> Result<Self, CallError> {
+        let pre = analysis.reducer.as_ref().ok_or_else(|| CallError {
+            failure: GuestFailure::GuestError {
+                message: format!("{} does not export the reducer interface", analysis.name),
+            },
+            log: None,
+        })?;
+        let limits = analysis.sandbox.limits();
+        let mut guest = Guest::new(limits, analysis.sandbox.engine());
+        let bindings = guest.call(meter, |store| pre.instantiate(store))?;
+        let mut instance = ReducerInstance { guest, bindings };
+        let setup = instance
+            .guest
+            .call(meter, |store| instance.bindings.spotmill_analysis_reducer().call_setup(store, params))?;
+        setup.map_err(|message| instance.guest.guest_error(format!("reducer setup failed: {message}")))?;
+        Ok(instance)
+    }
+
+    /// Merges partials into one.
+    pub fn merge(&mut self, partials: &[Vec<u8>], meter: &mut FuelMeter) -> Result<Vec<u8>, CallError> {
+        let bindings = &self.bindings;
+        let result = self
+            .guest
+            .call(meter, |store| bindings.spotmill_analysis_reducer().call_merge(store, partials))?;
+        let merged = result.map_err(|message| self.guest.guest_error(format!("merge failed: {message}")))?;
+        self.guest.check_output(merged.len() as u64)?;
+        Ok(merged)
+    }
+
+    /// Turns the final partial into files.
+    pub fn publish(&mut self, partial: &[u8], meter: &mut FuelMeter) -> Result<Vec<reducer::OutputFile>, CallError> {
+        let bindings = &self.bindings;
+        let result = self
+            .guest
+            .call(meter, |store| bindings.spotmill_analysis_reducer().call_publish(store, partial))?;
+        let files = result.map_err(|message| self.guest.guest_error(format!("publish failed: {message}")))?;
+        let bytes: u64 = files.iter().map(|f| (f.path.len() + f.contents.len()) as u64).sum();
+        self.guest.check_output(bytes)?;
+        Ok(files)
+    }
+}
