@@ -18,7 +18,7 @@ use super::*;
 fn samples_dir() -> PathBuf {
     std::env::var_os("SPOTMILL_SAMPLES_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/shared/data/telemetry-samples"))
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data")))
 }
 
 fn small_config(seed: u64, submissions: u64) -> GenConfig {

@@ -229,35 +229,21 @@ pub fn pick_weighted<'a, T>(
     unreachable!("roll < total")
 }
 
-/// telemetry-server's `safe_filename`: characters outside `[A-Za-z0-9._]` become
-/// `_`. Everything the catalogue holds is already safe except the reasons' dashes.
-pub fn sanitize(value: &str) -> String {
-    value
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
+pub use crate::logs::sanitize;
 
-/// `reason/appName/channel/version/buildId.submissionDate.v2.log.<uuid>.<ext>`.
+/// `reason/appName/channel/version/buildId.submissionDate.v2.log.<uuid>.<ext>`, built by
+/// the same code the reader parses keys with.
 pub fn object_key(dims: &Dims, uuid_hex: &str, ext: &str) -> String {
     let b = dims.build();
-    format!(
-        "{}/{}/{}/{}/{}.{}.v2.log.{}.{}",
-        sanitize(dims.reason),
-        sanitize(b.app),
-        sanitize(b.channel),
-        sanitize(b.version),
-        sanitize(b.build_id),
-        dims.submission_date.yyyymmdd(),
-        uuid_hex,
-        ext
-    )
+    let dimensions = crate::logs::Dimensions {
+        reason: sanitize(dims.reason),
+        app_name: sanitize(b.app),
+        channel: sanitize(b.channel),
+        version: sanitize(b.version),
+        build_id: sanitize(b.build_id),
+        submission_date: dims.submission_date.yyyymmdd(),
+    };
+    crate::logs::object_key(&dimensions, uuid_hex, ext)
 }
 
 #[cfg(test)]

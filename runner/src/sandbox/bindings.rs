@@ -6,7 +6,7 @@
 pub mod mapper {
     wasmtime::component::bindgen!({ path: "../wit", world: "map-only" });
     pub use exports::spotmill::analysis::mapper::{RecordError, Submission};
-    pub use spotmill::analysis::types::Dimensions;
+    pub use self::spotmill::analysis::types::Dimensions;
 }
 
 /// Bindings for the `reduce-only` world: the reducer half of an analysis.
