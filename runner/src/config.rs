@@ -59,8 +59,10 @@ impl Config {
     /// Reads a config file; unknown keys are errors (a typo must not silently fall back
     /// to a default limit).
     pub fn load(path: &Path) -> anyhow::Result<Config> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the config file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("the config file {} is not valid", path.display()))
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the config file {}", path.display()))?;
+        toml::from_str(&text)
+            .with_context(|| format!("the config file {} is not valid", path.display()))
     }
 }
 
@@ -70,7 +72,8 @@ mod tests {
 
     #[test]
     fn partial_files_keep_the_defaults_and_typos_are_errors() {
-        let config: Config = toml::from_str("[limits]\nfuel_per_call = 5\n[run]\njobs = 3\n").unwrap();
+        let config: Config =
+            toml::from_str("[limits]\nfuel_per_call = 5\n[run]\njobs = 3\n").unwrap();
         assert_eq!(config.limits.fuel_per_call, 5);
         assert_eq!(config.limits.memory_bytes, Limits::default().memory_bytes);
         assert_eq!(config.run.jobs, 3);

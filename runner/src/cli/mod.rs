@@ -9,7 +9,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "spotmill", version, about = "Run untrusted WebAssembly map/reduce analyses over compressed telemetry logs")]
+#[command(
+    name = "spotmill",
+    version,
+    about = "Run untrusted WebAssembly map/reduce analyses over compressed telemetry logs"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -42,7 +46,12 @@ impl CacheArgs {
         if self.no_cache {
             return Ok(None);
         }
-        let dir = self.cache_dir.clone().unwrap_or_else(spotmill::sandbox::ArtifactCache::default_dir);
-        Ok(Some(spotmill::sandbox::ArtifactCache::open(&dir.join("artifacts"))?))
+        let dir = self
+            .cache_dir
+            .clone()
+            .unwrap_or_else(spotmill::sandbox::ArtifactCache::default_dir);
+        Ok(Some(spotmill::sandbox::ArtifactCache::open(
+            &dir.join("artifacts"),
+        )?))
     }
 }

@@ -19,8 +19,10 @@ fn target(hidden: bool) -> ProgressDrawTarget {
 pub fn count_bar(total: u64, what: &str, hidden: bool) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(total), target(hidden));
     bar.set_style(
-        ProgressStyle::with_template(&format!("{{bar:40}} {{pos}}/{{len}} {what} ({{per_sec}}, ETA {{eta}})"))
-            .expect("valid template"),
+        ProgressStyle::with_template(&format!(
+            "{{bar:40}} {{pos}}/{{len}} {what} ({{per_sec}}, ETA {{eta}})"
+        ))
+        .expect("valid template"),
     );
     bar
 }
@@ -63,7 +65,11 @@ impl RunProgress {
                 }
             })
         };
-        RunProgress { bar, stop, ticker: Some(ticker) }
+        RunProgress {
+            bar,
+            stop,
+            ticker: Some(ticker),
+        }
     }
 
     /// Prints a line above the bar (a task that failed, say).

@@ -93,7 +93,11 @@ impl LimitArgs {
         set(&mut limits.call_deadline_ms, self.call_deadline_ms, 1);
         set(&mut limits.max_output_bytes, self.max_output_mb, 1 << 20);
         set(&mut limits.max_log_bytes, self.max_log_kb, 1 << 10);
-        set(&mut limits.max_bad_records_per_task, self.max_bad_records, 1);
+        set(
+            &mut limits.max_bad_records_per_task,
+            self.max_bad_records,
+            1,
+        );
     }
 }
 
@@ -120,11 +124,13 @@ pub struct BatchArgs {
 /// Reads the job's parameters: a file, inline JSON, or nothing (empty string).
 pub fn read_params(file: Option<&Path>, inline: Option<&str>) -> anyhow::Result<String> {
     let text = match (file, inline) {
-        (Some(path), _) => std::fs::read_to_string(path).with_context(|| format!("cannot read the params file {}", path.display()))?,
+        (Some(path), _) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the params file {}", path.display()))?,
         (None, Some(text)) => text.to_string(),
         (None, None) => return Ok(String::new()),
     };
-    serde_json::from_str::<serde_json::Value>(&text).context("the job's params are not valid JSON")?;
+    serde_json::from_str::<serde_json::Value>(&text)
+        .context("the job's params are not valid JSON")?;
     Ok(text)
 }
 
@@ -155,7 +161,9 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
         settings.max_task_files = v;
     }
     let jobs = if settings.jobs == 0 {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     } else {
         settings.jobs
     };
@@ -173,7 +181,14 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
         bail!(
             "no input files under {} match the filter{}; check --input and --filter",
             args.input.display(),
-            if listing.ignored.is_empty() { String::new() } else { format!(" ({} paths outside the layout were ignored)", listing.ignored.len()) }
+            if listing.ignored.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({} paths outside the layout were ignored)",
+                    listing.ignored.len()
+                )
+            }
         );
     }
     let input_files = listing.files.len() as u64;
@@ -186,9 +201,14 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
     let tasks = plan_tasks(listing.files, &plan);
     let task_count = tasks.len() as u64;
 
-    let bytes = std::fs::read(&args.analysis).with_context(|| format!("cannot read the analysis {}", args.analysis.display()))?;
+    let bytes = std::fs::read(&args.analysis)
+        .with_context(|| format!("cannot read the analysis {}", args.analysis.display()))?;
     let sandbox = Sandbox::new(config.limits.clone(), args.cache.open()?)?;
-    let name = args.analysis.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = args
+        .analysis
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let analysis = sandbox.load(&name, &bytes)?;
     if analysis.component_exports_mapper_and_reducer().is_err() {
         bail!("{name}: `spotmill run` needs a component that exports both the mapper and the reducer (world `analysis`)");
@@ -206,7 +226,12 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
         },
     };
     let counters = Arc::new(Counters::default());
-    let progress = RunProgress::start(total_bytes, task_count, Arc::clone(&counters), args.quiet || args.json);
+    let progress = RunProgress::start(
+        total_bytes,
+        task_count,
+        Arc::clone(&counters),
+        args.quiet || args.json,
+    );
     let job = run_local(&analysis, tasks, &options, &counters, &|result| {
         if let Err(failure) = result {
             progress.println(&format!("{failure}"));
@@ -214,7 +239,13 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
     });
     progress.finish();
 
-    let mut summary = Summary::new(&analysis, input_files, listing.ignored.len() as u64, task_count, &job);
+    let mut summary = Summary::new(
+        &analysis,
+        input_files,
+        listing.ignored.len() as u64,
+        task_count,
+        &job,
+    );
     if job.succeeded() {
         match output::write_files(&args.output, &job.files) {
             Ok(written) => {

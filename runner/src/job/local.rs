@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::sandbox::{CallError, FuelMeter, LoadedAnalysis, ReducerInstance};
-use crate::task::{run_task, Counters, TaskFailure, TaskOptions, TaskReport, TaskSpec};
+use crate::task::{run_task, Counters, TaskFailure, TaskOptions, TaskReport, TaskResult, TaskSpec};
 
 /// How a local job runs.
 #[derive(Debug, Clone)]
@@ -43,7 +43,7 @@ pub fn run_local(
     mut tasks: Vec<TaskSpec>,
     options: &RunOptions,
     counters: &Arc<Counters>,
-    on_task: &(dyn Fn(&Result<TaskReport, Box<TaskFailure>>) + Sync),
+    on_task: &(dyn Fn(&TaskResult) + Sync),
 ) -> JobResult {
     let started = Instant::now();
     // Largest first: the job ends sooner when no big task is left for last.
@@ -62,7 +62,8 @@ pub fn run_local(
             std::thread::Builder::new()
                 .name(format!("spotmill-worker-{worker}"))
                 .spawn_scoped(scope, move || loop {
-                    let Some(task) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front() else {
+                    let Some(task) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front()
+                    else {
                         return;
                     };
                     let result = run_task(analysis, &task, &options.task, counters);
@@ -96,7 +97,14 @@ pub fn run_local(
     } else {
         (Vec::new(), None)
     };
-    JobResult { reports, failures, files, publish_error, reduce_fuel: merger.meter.used(), elapsed: started.elapsed() }
+    JobResult {
+        reports,
+        failures,
+        files,
+        publish_error,
+        reduce_fuel: merger.meter.used(),
+        elapsed: started.elapsed(),
+    }
 }
 
 /// Merges partials in groups as they come, so memory holds at most `fan_in` of them.

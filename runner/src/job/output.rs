@@ -31,18 +31,28 @@ pub fn safe_join(root: &Path, path: &str) -> anyhow::Result<PathBuf> {
 /// rename so a reader never sees half a file. Returns the paths written, relative.
 pub fn write_files(root: &Path, files: &[(String, Vec<u8>)]) -> anyhow::Result<Vec<String>> {
     if files.len() > MAX_FILES {
-        bail!("the analysis published {} files, more than the {MAX_FILES} allowed", files.len());
+        bail!(
+            "the analysis published {} files, more than the {MAX_FILES} allowed",
+            files.len()
+        );
     }
     // Check every path before writing anything.
-    let targets: Vec<PathBuf> = files.iter().map(|(p, _)| safe_join(root, p)).collect::<Result<_, _>>()?;
+    let targets: Vec<PathBuf> = files
+        .iter()
+        .map(|(p, _)| safe_join(root, p))
+        .collect::<Result<_, _>>()?;
     for (target, (_, contents)) in targets.iter().zip(files) {
         if let Some(parent) = target.parent() {
-            fs::create_dir_all(parent).with_context(|| format!("cannot create the folder {}", parent.display()))?;
+            fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create the folder {}", parent.display()))?;
         }
         let tmp = target.with_extension("spotmill-tmp");
-        let mut file = fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-        file.write_all(contents).with_context(|| format!("cannot write {}", tmp.display()))?;
-        fs::rename(&tmp, target).with_context(|| format!("cannot move {} into place", target.display()))?;
+        let mut file =
+            fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+        file.write_all(contents)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        fs::rename(&tmp, target)
+            .with_context(|| format!("cannot move {} into place", target.display()))?;
     }
     Ok(files.iter().map(|(p, _)| p.clone()).collect())
 }
@@ -54,8 +64,21 @@ mod tests {
     #[test]
     fn rejects_paths_that_leave_the_output_folder() {
         let root = Path::new("/out");
-        assert_eq!(safe_join(root, "a/b.json").unwrap(), PathBuf::from("/out/a/b.json"));
-        for bad in ["", "/etc/passwd", "../x", "a/../../x", "a//b", "./a", "a\\b", "a/.", "a\0b"] {
+        assert_eq!(
+            safe_join(root, "a/b.json").unwrap(),
+            PathBuf::from("/out/a/b.json")
+        );
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "a//b",
+            "./a",
+            "a\\b",
+            "a/.",
+            "a\0b",
+        ] {
             assert!(safe_join(root, bad).is_err(), "{bad:?} should be refused");
         }
     }
@@ -63,7 +86,10 @@ mod tests {
     #[test]
     fn writes_nothing_when_one_path_is_bad() {
         let dir = tempfile::tempdir().unwrap();
-        let files = vec![("good.json".to_string(), b"1".to_vec()), ("../bad".to_string(), b"2".to_vec())];
+        let files = vec![
+            ("good.json".to_string(), b"1".to_vec()),
+            ("../bad".to_string(), b"2".to_vec()),
+        ];
         assert!(write_files(dir.path(), &files).is_err());
         assert!(!dir.path().join("good.json").exists());
         write_files(dir.path(), &files[..1]).unwrap();

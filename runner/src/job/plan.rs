@@ -17,7 +17,11 @@ pub struct PlanOptions {
 
 impl Default for PlanOptions {
     fn default() -> Self {
-        PlanOptions { max_task_bytes: 256 << 20, max_task_files: 256, target_tasks: 8 }
+        PlanOptions {
+            max_task_bytes: 256 << 20,
+            max_task_files: 256,
+            target_tasks: 8,
+        }
     }
 }
 
@@ -25,13 +29,15 @@ impl Default for PlanOptions {
 pub fn plan_tasks(mut files: Vec<InputFile>, options: &PlanOptions) -> Vec<TaskSpec> {
     files.sort_by(|a, b| a.key.cmp(&b.key));
     let total: u64 = files.iter().map(|f| f.size).sum();
-    let per_task = (total / options.target_tasks.max(1) as u64).clamp(1, options.max_task_bytes.max(1));
+    let per_task =
+        (total / options.target_tasks.max(1) as u64).clamp(1, options.max_task_bytes.max(1));
     let max_files = options.max_task_files.max(1);
     let mut tasks: Vec<Vec<InputFile>> = Vec::new();
     let mut current: Vec<InputFile> = Vec::new();
     let mut current_bytes = 0;
     for file in files {
-        let full = !current.is_empty() && (current_bytes + file.size > per_task || current.len() >= max_files);
+        let full = !current.is_empty()
+            && (current_bytes + file.size > per_task || current.len() >= max_files);
         if full {
             tasks.push(std::mem::take(&mut current));
             current_bytes = 0;
@@ -45,7 +51,10 @@ pub fn plan_tasks(mut files: Vec<InputFile>, options: &PlanOptions) -> Vec<TaskS
     tasks
         .into_iter()
         .enumerate()
-        .map(|(i, files)| TaskSpec { id: format!("t{i:06}"), files })
+        .map(|(i, files)| TaskSpec {
+            id: format!("t{i:06}"),
+            files,
+        })
         .collect()
 }
 
@@ -73,9 +82,16 @@ mod tests {
     #[test]
     fn every_file_lands_in_exactly_one_task_within_the_caps() {
         let files: Vec<InputFile> = (0..50).map(|i| file(&format!("k{i:03}"), 10 + i)).collect();
-        let options = PlanOptions { max_task_bytes: 100, max_task_files: 4, target_tasks: 2 };
+        let options = PlanOptions {
+            max_task_bytes: 100,
+            max_task_files: 4,
+            target_tasks: 2,
+        };
         let tasks = plan_tasks(files.clone(), &options);
-        let keys: Vec<&str> = tasks.iter().flat_map(|t| t.files.iter().map(|f| f.key.as_str())).collect();
+        let keys: Vec<&str> = tasks
+            .iter()
+            .flat_map(|t| t.files.iter().map(|f| f.key.as_str()))
+            .collect();
         let expected: Vec<&str> = files.iter().map(|f| f.key.as_str()).collect();
         assert_eq!(keys, expected);
         for task in &tasks {
@@ -88,15 +104,26 @@ mod tests {
     #[test]
     fn small_inputs_are_spread_over_the_target() {
         let files: Vec<InputFile> = (0..16).map(|i| file(&format!("k{i:02}"), 1000)).collect();
-        let options = PlanOptions { max_task_bytes: 1 << 30, max_task_files: 1000, target_tasks: 8 };
+        let options = PlanOptions {
+            max_task_bytes: 1 << 30,
+            max_task_files: 1000,
+            target_tasks: 8,
+        };
         assert_eq!(plan_tasks(files, &options).len(), 8);
     }
 
     #[test]
     fn a_file_over_the_cap_is_a_task_of_its_own() {
         let files = vec![file("a", 10), file("b", 500), file("c", 10)];
-        let options = PlanOptions { max_task_bytes: 100, max_task_files: 10, target_tasks: 1 };
-        let sizes: Vec<usize> = plan_tasks(files, &options).iter().map(|t| t.files.len()).collect();
+        let options = PlanOptions {
+            max_task_bytes: 100,
+            max_task_files: 10,
+            target_tasks: 1,
+        };
+        let sizes: Vec<usize> = plan_tasks(files, &options)
+            .iter()
+            .map(|t| t.files.len())
+            .collect();
         assert_eq!(sizes, vec![1, 1, 1]);
     }
 }

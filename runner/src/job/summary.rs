@@ -60,8 +60,17 @@ pub struct Summary {
 }
 
 impl Summary {
-    pub fn new(analysis: &LoadedAnalysis, input_files: u64, ignored_paths: u64, tasks: u64, job: &JobResult) -> Self {
-        let reports = job.reports.iter().chain(job.failures.iter().map(|f| &f.report));
+    pub fn new(
+        analysis: &LoadedAnalysis,
+        input_files: u64,
+        ignored_paths: u64,
+        tasks: u64,
+        job: &JobResult,
+    ) -> Self {
+        let reports = job
+            .reports
+            .iter()
+            .chain(job.failures.iter().map(|f| &f.report));
         let mut s = Summary {
             status: String::new(),
             analysis: AnalysisInfo {
@@ -103,7 +112,8 @@ impl Summary {
             s.bytes_uncompressed += report.bytes_uncompressed;
             s.fuel_used += report.fuel_used;
             let room = MAX_LISTED.saturating_sub(s.quarantined.len());
-            s.quarantined.extend(report.quarantined.iter().take(room).cloned());
+            s.quarantined
+                .extend(report.quarantined.iter().take(room).cloned());
             s.file_errors.extend(report.file_errors.iter().cloned());
         }
         s.task_failures = job
@@ -153,7 +163,11 @@ impl fmt::Display for Summary {
             a.name,
             &a.sha256[..12.min(a.sha256.len())],
             a.size_bytes / 1024,
-            if a.from_cache { "loaded from cache" } else { "compiled" },
+            if a.from_cache {
+                "loaded from cache"
+            } else {
+                "compiled"
+            },
             a.compile_ms
         )?;
         writeln!(
@@ -178,10 +192,18 @@ impl fmt::Display for Summary {
         writeln!(
             f,
             "time       {:.2} s wall, {:.1} MB/s uncompressed ({:.1} MB/s compressed), {:.3e} fuel",
-            self.wall_seconds, self.mb_per_s_uncompressed, self.mb_per_s_compressed, self.fuel_used as f64
+            self.wall_seconds,
+            self.mb_per_s_uncompressed,
+            self.mb_per_s_compressed,
+            self.fuel_used as f64
         )?;
         if self.lines_skipped.total() > 0 {
-            let reasons: Vec<String> = self.lines_skipped.by_reason.iter().map(|(r, n)| format!("{r}: {n}")).collect();
+            let reasons: Vec<String> = self
+                .lines_skipped
+                .by_reason
+                .iter()
+                .map(|(r, n)| format!("{r}: {n}"))
+                .collect();
             writeln!(f, "\nskipped lines ({}):", reasons.join(", "))?;
             for example in &self.lines_skipped.examples {
                 writeln!(f, "  {example}")?;
@@ -193,13 +215,25 @@ impl fmt::Display for Summary {
                 writeln!(f, "  {q}")?;
             }
             if self.records_quarantined > self.quarantined.len() as u64 {
-                writeln!(f, "  ... and {} more", self.records_quarantined - self.quarantined.len() as u64)?;
+                writeln!(
+                    f,
+                    "  ... and {} more",
+                    self.records_quarantined - self.quarantined.len() as u64
+                )?;
             }
         }
         if !self.file_errors.is_empty() {
-            writeln!(f, "\nfiles that could not be read to the end ({}):", self.file_errors.len())?;
+            writeln!(
+                f,
+                "\nfiles that could not be read to the end ({}):",
+                self.file_errors.len()
+            )?;
             for e in self.file_errors.iter().take(MAX_LISTED) {
-                writeln!(f, "  task {}: {} ({} records before the error were kept)", e.task, e.error, e.records_before_error)?;
+                writeln!(
+                    f,
+                    "  task {}: {} ({} records before the error were kept)",
+                    e.task, e.error, e.records_before_error
+                )?;
             }
         }
         if !self.task_failures.is_empty() {
@@ -208,7 +242,10 @@ impl fmt::Display for Summary {
                 writeln!(f, "  {}", t.reason)?;
                 writeln!(f, "    files: {}", t.files.join(", "))?;
             }
-            writeln!(f, "\nnothing was published: fix the analysis or raise the limits, then run again")?;
+            writeln!(
+                f,
+                "\nnothing was published: fix the analysis or raise the limits, then run again"
+            )?;
         }
         if let Some(e) = &self.publish_error {
             writeln!(f, "\nnothing was published: {e}")?;

@@ -5,8 +5,8 @@
 /// Bindings for the `map-only` world: the mapper half of an analysis.
 pub mod mapper {
     wasmtime::component::bindgen!({ path: "../wit", world: "map-only" });
-    pub use exports::spotmill::analysis::mapper::{RecordError, Submission};
     pub use self::spotmill::analysis::types::Dimensions;
+    pub use exports::spotmill::analysis::mapper::{RecordError, Submission};
 }
 
 /// Bindings for the `reduce-only` world: the reducer half of an analysis.

@@ -38,7 +38,10 @@ impl ArtifactCache {
             anyhow::anyhow!("cannot create the artifact cache folder {}: {e} (set --cache-dir or SPOTMILL_CACHE_DIR)", dir.display())
         })?;
         let key = load_or_create_key(&dir.join(KEY_FILE))?;
-        Ok(ArtifactCache { dir: dir.to_path_buf(), key })
+        Ok(ArtifactCache {
+            dir: dir.to_path_buf(),
+            key,
+        })
     }
 
     /// The default folder: `$SPOTMILL_CACHE_DIR`, else `$XDG_CACHE_HOME/spotmill`, else
@@ -57,7 +60,8 @@ impl ArtifactCache {
     }
 
     fn path_for(&self, component_hash: &str, engine_hash: &str) -> PathBuf {
-        self.dir.join(format!("{component_hash}-{engine_hash}.cwasm"))
+        self.dir
+            .join(format!("{component_hash}-{engine_hash}.cwasm"))
     }
 
     /// The artifact for this component and engine, if present and sealed by this key.
@@ -75,7 +79,12 @@ impl ArtifactCache {
 
     /// Stores an artifact, sealed; written to a temporary file and renamed so a reader
     /// never sees half a file. Failing to store only costs a recompile later.
-    pub fn store(&self, component_hash: &str, engine_hash: &str, artifact: &[u8]) -> std::io::Result<()> {
+    pub fn store(
+        &self,
+        component_hash: &str,
+        engine_hash: &str,
+        artifact: &[u8],
+    ) -> std::io::Result<()> {
         let mut mac = self.mac(component_hash, engine_hash);
         mac.update(artifact);
         let tag = mac.finalize().into_bytes();
@@ -122,8 +131,12 @@ fn load_or_create_key(path: &Path) -> anyhow::Result<[u8; 32]> {
     // Two runners starting at once: the first rename wins and both read it back.
     fs::rename(&tmp, path)?;
     let stored = fs::read(path)?;
-    <[u8; 32]>::try_from(stored.as_slice())
-        .map_err(|_| anyhow::anyhow!("the cache key {} is not 32 bytes; delete it", path.display()))
+    <[u8; 32]>::try_from(stored.as_slice()).map_err(|_| {
+        anyhow::anyhow!(
+            "the cache key {} is not 32 bytes; delete it",
+            path.display()
+        )
+    })
 }
 
 #[cfg(test)]
@@ -160,7 +173,16 @@ mod tests {
     #[test]
     fn the_key_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();
-        ArtifactCache::open(dir.path()).unwrap().store("a", "b", b"x").unwrap();
-        assert_eq!(ArtifactCache::open(dir.path()).unwrap().load("a", "b").unwrap(), b"x");
+        ArtifactCache::open(dir.path())
+            .unwrap()
+            .store("a", "b", b"x")
+            .unwrap();
+        assert_eq!(
+            ArtifactCache::open(dir.path())
+                .unwrap()
+                .load("a", "b")
+                .unwrap(),
+            b"x"
+        );
     }
 }

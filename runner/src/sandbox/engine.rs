@@ -50,12 +50,18 @@ impl Sandbox {
         config.consume_fuel(true);
         config.epoch_interruption(true);
         config.wasm_component_model(true);
-        let engine = Engine::new(&config).map_err(|e| anyhow!("cannot create the wasm engine: {e}"))?;
+        let engine =
+            Engine::new(&config).map_err(|e| anyhow!("cannot create the wasm engine: {e}"))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| anyhow!("cannot link WASI: {e}"))?;
         start_epoch_ticker(&engine);
-        Ok(Sandbox { engine, linker: Arc::new(linker), limits, cache })
+        Ok(Sandbox {
+            engine,
+            linker: Arc::new(linker),
+            limits,
+            cache,
+        })
     }
 
     pub fn limits(&self) -> &Limits {
@@ -70,7 +76,9 @@ impl Sandbox {
     /// usable (wasmtime version, target, fuel and epoch settings...).
     pub fn engine_hash(&self) -> String {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut hasher);
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
         format!("{:016x}", hasher.finish())
     }
 

@@ -28,14 +28,21 @@ pub struct StoreMemoryCap {
 
 impl StoreMemoryCap {
     pub fn new(limit: u64) -> Self {
-        StoreMemoryCap { limit, memories: 0, tables: 0 }
+        StoreMemoryCap {
+            limit,
+            memories: 0,
+            tables: 0,
+        }
     }
 
     fn grow(&mut self, tables: bool, current: usize, desired: usize) -> wasmtime::Result<bool> {
         let growth = (desired as u64).saturating_sub(current as u64);
         let requested = self.memories + self.tables + growth;
         if requested > self.limit {
-            return Err(wasmtime::Error::new(MemoryCapExceeded { requested, limit: self.limit }));
+            return Err(wasmtime::Error::new(MemoryCapExceeded {
+                requested,
+                limit: self.limit,
+            }));
         }
         if tables {
             self.tables += growth;
@@ -100,7 +107,10 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -118,6 +128,9 @@ mod tests {
         assert_eq!((cap_err.requested, cap_err.limit), (110, 100));
         // Up to the cap exactly is fine; one byte more is not.
         assert!(cap.memory_growing(60, 100, None).unwrap());
-        assert!(cap.memory_growing(100, 101, None).unwrap_err().is::<MemoryCapExceeded>());
+        assert!(cap
+            .memory_growing(100, 101, None)
+            .unwrap_err()
+            .is::<MemoryCapExceeded>());
     }
 }

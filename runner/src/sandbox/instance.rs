@@ -21,7 +21,11 @@ impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.failure)?;
         if let Some(log) = &self.log {
-            write!(f, "\n  guest output:\n    {}", log.trim_end().replace('\n', "\n    "))?;
+            write!(
+                f,
+                "\n  guest output:\n    {}",
+                log.trim_end().replace('\n', "\n    ")
+            )?;
         }
         Ok(())
     }
@@ -38,7 +42,10 @@ pub struct FuelMeter {
 
 impl FuelMeter {
     pub fn new(budget: u64) -> Self {
-        FuelMeter { left: budget, used: 0 }
+        FuelMeter {
+            left: budget,
+            used: 0,
+        }
     }
 
     pub fn used(&self) -> u64 {
@@ -59,13 +66,19 @@ struct Guest {
 
 impl Guest {
     fn new(limits: &Limits, engine: &wasmtime::Engine) -> Self {
-        let mut store = Store::new(engine, HostState::new(limits.memory_bytes, limits.max_log_bytes));
+        let mut store = Store::new(
+            engine,
+            HostState::new(limits.memory_bytes, limits.max_log_bytes),
+        );
         store.limiter(|state| &mut state.memory);
         store.epoch_deadline_trap();
         // Instantiation runs guest code (start functions): give it a call's worth.
         let _ = store.set_fuel(limits.fuel_per_call);
         store.set_epoch_deadline(deadline_ticks(limits.call_deadline_ms));
-        Guest { store, limits: limits.clone() }
+        Guest {
+            store,
+            limits: limits.clone(),
+        }
     }
 
     /// Runs one guest call under the limits, charging its fuel to `meter`.
@@ -78,13 +91,19 @@ impl Guest {
         let fuel = meter.left.min(self.limits.fuel_per_call);
         if fuel == 0 {
             return Err(CallError {
-                failure: GuestFailure::OutOfFuel { limit: self.limits.fuel_per_task, task_budget: true },
+                failure: GuestFailure::OutOfFuel {
+                    limit: self.limits.fuel_per_task,
+                    task_budget: true,
+                },
                 log: None,
             });
         }
         self.store.data().log.clear();
-        self.store.set_fuel(fuel).expect("fuel is enabled on the engine");
-        self.store.set_epoch_deadline(deadline_ticks(self.limits.call_deadline_ms));
+        self.store
+            .set_fuel(fuel)
+            .expect("fuel is enabled on the engine");
+        self.store
+            .set_epoch_deadline(deadline_ticks(self.limits.call_deadline_ms));
         let result = f(&mut self.store);
         let left = self.store.get_fuel().unwrap_or(0);
         meter.charge(fuel - left);
@@ -98,7 +117,10 @@ impl Guest {
     fn check_output(&self, bytes: u64) -> Result<(), CallError> {
         if bytes > self.limits.max_output_bytes {
             return Err(CallError {
-                failure: GuestFailure::OutputCap { bytes, limit: self.limits.max_output_bytes },
+                failure: GuestFailure::OutputCap {
+                    bytes,
+                    limit: self.limits.max_output_bytes,
+                },
                 log: self.store.data().log.text(),
             });
         }
@@ -106,22 +128,36 @@ impl Guest {
     }
 
     fn guest_error(&self, message: String) -> CallError {
-        CallError { failure: GuestFailure::GuestError { message }, log: self.store.data().log.text() }
+        CallError {
+            failure: GuestFailure::GuestError { message },
+            log: self.store.data().log.text(),
+        }
     }
 }
 
 /// Maps a wasmtime error to the limit or fault behind it.
 pub fn classify(error: &wasmtime::Error, limits: &Limits, task_budget: bool) -> GuestFailure {
     if let Some(cap) = error.downcast_ref::<MemoryCapExceeded>() {
-        return GuestFailure::MemoryCap { requested: cap.requested, limit: cap.limit };
+        return GuestFailure::MemoryCap {
+            requested: cap.requested,
+            limit: cap.limit,
+        };
     }
     match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => GuestFailure::OutOfFuel {
-            limit: if task_budget { limits.fuel_per_task } else { limits.fuel_per_call },
+            limit: if task_budget {
+                limits.fuel_per_task
+            } else {
+                limits.fuel_per_call
+            },
             task_budget,
         },
-        Some(Trap::Interrupt) => GuestFailure::Deadline { limit_ms: limits.call_deadline_ms },
-        _ => GuestFailure::Trap { message: trap_message(error) },
+        Some(Trap::Interrupt) => GuestFailure::Deadline {
+            limit_ms: limits.call_deadline_ms,
+        },
+        _ => GuestFailure::Trap {
+            message: trap_message(error),
+        },
     }
 }
 
@@ -145,7 +181,11 @@ pub struct MapperInstance {
 
 impl MapperInstance {
     /// Instantiates the mapper and calls `setup(params)`.
-    pub fn start(analysis: &LoadedAnalysis, params: &str, meter: &mut FuelMeter) -> Result<Self, CallError> {
+    pub fn start(
+        analysis: &LoadedAnalysis,
+        params: &str,
+        meter: &mut FuelMeter,
+    ) -> Result<Self, CallError> {
         let pre = analysis.mapper.as_ref().ok_or_else(|| CallError {
             failure: GuestFailure::GuestError {
                 message: format!("{} does not export the mapper interface", analysis.name),
@@ -156,19 +196,30 @@ impl MapperInstance {
         let mut guest = Guest::new(limits, analysis.sandbox.engine());
         let bindings = guest.call(meter, |store| pre.instantiate(store))?;
         let mut instance = MapperInstance { guest, bindings };
-        let setup = instance
-            .guest
-            .call(meter, |store| instance.bindings.spotmill_analysis_mapper().call_setup(store, params))?;
-        setup.map_err(|message| instance.guest.guest_error(format!("setup failed: {message}")))?;
+        let setup = instance.guest.call(meter, |store| {
+            instance
+                .bindings
+                .spotmill_analysis_mapper()
+                .call_setup(store, params)
+        })?;
+        setup.map_err(|message| {
+            instance
+                .guest
+                .guest_error(format!("setup failed: {message}"))
+        })?;
         Ok(instance)
     }
 
     /// Maps a batch; returns the records the guest rejected, checked and sorted by index.
-    pub fn map(&mut self, batch: &[mapper::Submission], meter: &mut FuelMeter) -> Result<Vec<mapper::RecordError>, CallError> {
+    pub fn map(
+        &mut self,
+        batch: &[mapper::Submission],
+        meter: &mut FuelMeter,
+    ) -> Result<Vec<mapper::RecordError>, CallError> {
         let bindings = &self.bindings;
-        let mut errors = self
-            .guest
-            .call(meter, |store| bindings.spotmill_analysis_mapper().call_map(store, batch))?;
+        let mut errors = self.guest.call(meter, |store| {
+            bindings.spotmill_analysis_mapper().call_map(store, batch)
+        })?;
         let bytes: u64 = errors.iter().map(|e| e.message.len() as u64 + 4).sum();
         self.guest.check_output(bytes)?;
         errors.sort_by_key(|e| e.index);
@@ -186,8 +237,11 @@ impl MapperInstance {
     /// Takes the partial accumulated since the previous flush.
     pub fn flush(&mut self, meter: &mut FuelMeter) -> Result<Vec<u8>, CallError> {
         let bindings = &self.bindings;
-        let result = self.guest.call(meter, |store| bindings.spotmill_analysis_mapper().call_flush(store))?;
-        let partial = result.map_err(|message| self.guest.guest_error(format!("flush failed: {message}")))?;
+        let result = self.guest.call(meter, |store| {
+            bindings.spotmill_analysis_mapper().call_flush(store)
+        })?;
+        let partial =
+            result.map_err(|message| self.guest.guest_error(format!("flush failed: {message}")))?;
         self.guest.check_output(partial.len() as u64)?;
         Ok(partial)
     }
@@ -201,7 +255,11 @@ pub struct ReducerInstance {
 
 impl ReducerInstance {
     /// Instantiates the reducer and calls `setup(params)`.
-    pub fn start(analysis: &LoadedAnalysis, params: &str, meter: &mut FuelMeter) -> Result<Self, CallError> {
+    pub fn start(
+        analysis: &LoadedAnalysis,
+        params: &str,
+        meter: &mut FuelMeter,
+    ) -> Result<Self, CallError> {
         let pre = analysis.reducer.as_ref().ok_or_else(|| CallError {
             failure: GuestFailure::GuestError {
                 message: format!("{} does not export the reducer interface", analysis.name),
@@ -212,32 +270,56 @@ impl ReducerInstance {
         let mut guest = Guest::new(limits, analysis.sandbox.engine());
         let bindings = guest.call(meter, |store| pre.instantiate(store))?;
         let mut instance = ReducerInstance { guest, bindings };
-        let setup = instance
-            .guest
-            .call(meter, |store| instance.bindings.spotmill_analysis_reducer().call_setup(store, params))?;
-        setup.map_err(|message| instance.guest.guest_error(format!("reducer setup failed: {message}")))?;
+        let setup = instance.guest.call(meter, |store| {
+            instance
+                .bindings
+                .spotmill_analysis_reducer()
+                .call_setup(store, params)
+        })?;
+        setup.map_err(|message| {
+            instance
+                .guest
+                .guest_error(format!("reducer setup failed: {message}"))
+        })?;
         Ok(instance)
     }
 
     /// Merges partials into one.
-    pub fn merge(&mut self, partials: &[Vec<u8>], meter: &mut FuelMeter) -> Result<Vec<u8>, CallError> {
+    pub fn merge(
+        &mut self,
+        partials: &[Vec<u8>],
+        meter: &mut FuelMeter,
+    ) -> Result<Vec<u8>, CallError> {
         let bindings = &self.bindings;
-        let result = self
-            .guest
-            .call(meter, |store| bindings.spotmill_analysis_reducer().call_merge(store, partials))?;
-        let merged = result.map_err(|message| self.guest.guest_error(format!("merge failed: {message}")))?;
+        let result = self.guest.call(meter, |store| {
+            bindings
+                .spotmill_analysis_reducer()
+                .call_merge(store, partials)
+        })?;
+        let merged =
+            result.map_err(|message| self.guest.guest_error(format!("merge failed: {message}")))?;
         self.guest.check_output(merged.len() as u64)?;
         Ok(merged)
     }
 
     /// Turns the final partial into files.
-    pub fn publish(&mut self, partial: &[u8], meter: &mut FuelMeter) -> Result<Vec<reducer::OutputFile>, CallError> {
+    pub fn publish(
+        &mut self,
+        partial: &[u8],
+        meter: &mut FuelMeter,
+    ) -> Result<Vec<reducer::OutputFile>, CallError> {
         let bindings = &self.bindings;
-        let result = self
-            .guest
-            .call(meter, |store| bindings.spotmill_analysis_reducer().call_publish(store, partial))?;
-        let files = result.map_err(|message| self.guest.guest_error(format!("publish failed: {message}")))?;
-        let bytes: u64 = files.iter().map(|f| (f.path.len() + f.contents.len()) as u64).sum();
+        let result = self.guest.call(meter, |store| {
+            bindings
+                .spotmill_analysis_reducer()
+                .call_publish(store, partial)
+        })?;
+        let files = result
+            .map_err(|message| self.guest.guest_error(format!("publish failed: {message}")))?;
+        let bytes: u64 = files
+            .iter()
+            .map(|f| (f.path.len() + f.contents.len()) as u64)
+            .sum();
         self.guest.check_output(bytes)?;
         Ok(files)
     }

@@ -53,7 +53,9 @@ impl Limits {
         ];
         for (name, value) in positive {
             if value == 0 {
-                return Err(format!("limit `{name}` is 0: every guest call would fail; give it a positive value"));
+                return Err(format!(
+                    "limit `{name}` is 0: every guest call would fail; give it a positive value"
+                ));
             }
         }
         Ok(())

@@ -37,7 +37,10 @@ impl GuestFailure {
     /// Whether the instance can still be used after this failure. A guest error is a
     /// normal return; everything else leaves the instance poisoned or mid-call.
     pub fn instance_is_usable(&self) -> bool {
-        matches!(self, GuestFailure::GuestError { .. } | GuestFailure::OutputCap { .. })
+        matches!(
+            self,
+            GuestFailure::GuestError { .. } | GuestFailure::OutputCap { .. }
+        )
     }
 }
 

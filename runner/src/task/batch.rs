@@ -38,7 +38,11 @@ pub struct Batch {
 
 impl Batch {
     pub fn new() -> Self {
-        Batch { records: Vec::new(), refs: Vec::new(), bytes: 0 }
+        Batch {
+            records: Vec::new(),
+            refs: Vec::new(),
+            bytes: 0,
+        }
     }
 
     pub fn push(&mut self, submission: mapper::Submission, at: RecordRef) {

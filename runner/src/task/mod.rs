@@ -20,3 +20,6 @@ mod run;
 pub use batch::TaskSpec;
 pub use report::{FileError, Quarantine, SkipCounts, TaskFailure, TaskReport};
 pub use run::{run_task, Counters, TaskOptions};
+
+/// How a task ends: its report, or why it failed.
+pub type TaskResult = Result<TaskReport, Box<TaskFailure>>;

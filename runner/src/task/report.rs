@@ -29,7 +29,11 @@ impl fmt::Display for Quarantine {
             self.task, self.file, self.line, self.record_id, self.failure
         )?;
         if let Some(log) = &self.log {
-            write!(f, "\n    guest output: {}", log.trim_end().replace('\n', "\n      "))?;
+            write!(
+                f,
+                "\n    guest output: {}",
+                log.trim_end().replace('\n', "\n      ")
+            )?;
         }
         Ok(())
     }
@@ -122,7 +126,13 @@ impl TaskFailure {
             Some(c) => (Some(c.failure), c.log),
             None => (None, None),
         };
-        TaskFailure { task: report.task.clone(), reason, failure, log, report }
+        TaskFailure {
+            task: report.task.clone(),
+            reason,
+            failure,
+            log,
+            report,
+        }
     }
 }
 
@@ -130,7 +140,11 @@ impl fmt::Display for TaskFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "task {} failed: {}", self.task, self.reason)?;
         if let Some(log) = &self.log {
-            write!(f, "\n    guest output: {}", log.trim_end().replace('\n', "\n      "))?;
+            write!(
+                f,
+                "\n    guest output: {}",
+                log.trim_end().replace('\n', "\n      ")
+            )?;
         }
         Ok(())
     }

@@ -9,7 +9,9 @@ use std::time::Instant;
 
 use crate::logs::{open_decoder, ContainerError, LogItem, RecordReader};
 use crate::sandbox::bindings::mapper::Submission;
-use crate::sandbox::{CallError, FuelMeter, GuestFailure, LoadedAnalysis, MapperInstance, ReducerInstance};
+use crate::sandbox::{
+    CallError, FuelMeter, GuestFailure, LoadedAnalysis, MapperInstance, ReducerInstance,
+};
 use crate::store::InputFile;
 
 use super::batch::{wit_dimensions, Batch, RecordRef, TaskSpec};
@@ -60,7 +62,7 @@ pub fn run_task(
     spec: &TaskSpec,
     options: &TaskOptions,
     counters: &Arc<Counters>,
-) -> Result<TaskReport, Box<TaskFailure>> {
+) -> super::TaskResult {
     let mut run = TaskRun {
         analysis,
         spec,
@@ -143,11 +145,19 @@ impl TaskRun<'_> {
             match item {
                 Ok(LogItem::Record(record)) => {
                     records += 1;
-                    let at = RecordRef { file: index, line: record.line };
-                    let submission =
-                        Submission { id: record.id, dimensions: dimensions.clone(), json: record.json };
+                    let at = RecordRef {
+                        file: index,
+                        line: record.line,
+                    };
+                    let submission = Submission {
+                        id: record.id,
+                        dimensions: dimensions.clone(),
+                        json: record.json,
+                    };
                     batch.push(submission, at);
-                    if batch.len() >= self.options.batch_records || batch.bytes >= self.options.batch_bytes {
+                    if batch.len() >= self.options.batch_records
+                        || batch.bytes >= self.options.batch_bytes
+                    {
                         self.map_batch(std::mem::replace(&mut batch, Batch::new()))?;
                     }
                 }
@@ -165,7 +175,9 @@ impl TaskRun<'_> {
         self.report.records += records;
         self.report.bytes_compressed += file.size;
         self.report.bytes_uncompressed += uncompressed;
-        self.counters.bytes_uncompressed.fetch_add(uncompressed, Ordering::Relaxed);
+        self.counters
+            .bytes_uncompressed
+            .fetch_add(uncompressed, Ordering::Relaxed);
         Ok(())
     }
 
@@ -181,8 +193,14 @@ impl TaskRun<'_> {
     /// Starts a mapper instance if there is none (at the start, and after a failure).
     fn ensure_mapper(&mut self) -> Result<(), Stop> {
         if self.mapper.is_none() {
-            let instance = MapperInstance::start(self.analysis, &self.options.params, &mut self.meter)
-                .map_err(|e| (format!("the mapper could not start: {}", e.failure), Some(e)))?;
+            let instance =
+                MapperInstance::start(self.analysis, &self.options.params, &mut self.meter)
+                    .map_err(|e| {
+                        (
+                            format!("the mapper could not start: {}", e.failure),
+                            Some(e),
+                        )
+                    })?;
             self.report.instances += 1;
             self.mapper = Some(instance);
         }
@@ -190,16 +208,26 @@ impl TaskRun<'_> {
     }
 
     fn map_batch(&mut self, batch: Batch) -> Result<(), Stop> {
-        self.counters.records.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.counters
+            .records
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
         self.ensure_mapper()?;
         let mapper = self.mapper.as_mut().expect("ensured above");
         match mapper.map(&batch.records, &mut self.meter) {
             Ok(rejected) => {
                 for error in rejected {
                     let index = error.index as usize;
-                    self.quarantine(&batch, index, GuestFailure::GuestError { message: error.message }, None)?;
+                    self.quarantine(
+                        &batch,
+                        index,
+                        GuestFailure::GuestError {
+                            message: error.message,
+                        },
+                        None,
+                    )?;
                 }
-                self.report.records_mapped += (batch.len() - self.count_quarantined_in(&batch)) as u64;
+                self.report.records_mapped +=
+                    (batch.len() - self.count_quarantined_in(&batch)) as u64;
                 self.window_bytes += batch.bytes;
                 self.window.push(batch);
                 if self.window_bytes >= self.options.checkpoint_bytes {
@@ -214,7 +242,8 @@ impl TaskRun<'_> {
                 self.window_bytes = 0;
                 // The window's records were counted as mapped; isolation counts them again.
                 for earlier in &window {
-                    self.report.records_mapped -= (earlier.len() - self.count_quarantined_in(earlier)) as u64;
+                    self.report.records_mapped -=
+                        (earlier.len() - self.count_quarantined_in(earlier)) as u64;
                 }
                 window.push(batch);
                 self.isolate(window, Some(error))
@@ -223,7 +252,11 @@ impl TaskRun<'_> {
     }
 
     fn count_quarantined_in(&self, batch: &Batch) -> usize {
-        batch.refs.iter().filter(|r| self.quarantined.contains(r)).count()
+        batch
+            .refs
+            .iter()
+            .filter(|r| self.quarantined.contains(r))
+            .count()
     }
 
     /// Flushes the mapper's state into a partial; on failure, replays the window record by
@@ -244,7 +277,8 @@ impl TaskRun<'_> {
                 let window = std::mem::take(&mut self.window);
                 self.window_bytes = 0;
                 for earlier in &window {
-                    self.report.records_mapped -= (earlier.len() - self.count_quarantined_in(earlier)) as u64;
+                    self.report.records_mapped -=
+                        (earlier.len() - self.count_quarantined_in(earlier)) as u64;
                 }
                 self.isolate(window, None)
             }
@@ -272,11 +306,20 @@ impl TaskRun<'_> {
         self.ensure_mapper()?;
         let mapper = self.mapper.as_mut().expect("ensured above");
         let meter = &mut self.meter;
-        let outcome = mapper.map(&single.records, meter).and_then(|rejected| Ok((rejected, mapper.flush(meter)?)));
+        let outcome = mapper
+            .map(&single.records, meter)
+            .and_then(|rejected| Ok((rejected, mapper.flush(meter)?)));
         match outcome {
             Ok((rejected, partial)) => {
                 if let Some(error) = rejected.into_iter().next() {
-                    self.quarantine(&single, 0, GuestFailure::GuestError { message: error.message }, None)?;
+                    self.quarantine(
+                        &single,
+                        0,
+                        GuestFailure::GuestError {
+                            message: error.message,
+                        },
+                        None,
+                    )?;
                 } else {
                     self.report.records_mapped += 1;
                 }
@@ -291,7 +334,13 @@ impl TaskRun<'_> {
         }
     }
 
-    fn quarantine(&mut self, batch: &Batch, index: usize, failure: GuestFailure, log: Option<String>) -> Result<(), Stop> {
+    fn quarantine(
+        &mut self,
+        batch: &Batch,
+        index: usize,
+        failure: GuestFailure,
+        log: Option<String>,
+    ) -> Result<(), Stop> {
         let at = batch.refs[index];
         if !self.quarantined.insert(at) {
             return Ok(());
@@ -308,7 +357,12 @@ impl TaskRun<'_> {
         });
         let limit = self.analysis.sandbox.limits().max_bad_records_per_task;
         if self.report.quarantined.len() as u64 > limit {
-            let mut kinds: Vec<&str> = self.report.quarantined.iter().map(|q| q.failure.kind()).collect();
+            let mut kinds: Vec<&str> = self
+                .report
+                .quarantined
+                .iter()
+                .map(|q| q.failure.kind())
+                .collect();
             kinds.sort_unstable();
             kinds.dedup();
             return Err((
@@ -326,7 +380,10 @@ impl TaskRun<'_> {
 
     /// The task's own fuel budget is not a record's fault: the task fails.
     fn stop_if_task_budget(&self, error: &CallError) -> Result<(), Stop> {
-        if let GuestFailure::OutOfFuel { task_budget: true, .. } = error.failure {
+        if let GuestFailure::OutOfFuel {
+            task_budget: true, ..
+        } = error.failure
+        {
             return Err((format!("{}", error.failure), Some(error.clone())));
         }
         Ok(())
@@ -348,8 +405,14 @@ impl TaskRun<'_> {
             return Ok(());
         }
         if self.reducer.is_none() {
-            let reducer = ReducerInstance::start(self.analysis, &self.options.params, &mut self.meter)
-                .map_err(|e| (format!("the reducer could not start: {}", e.failure), Some(e)))?;
+            let reducer =
+                ReducerInstance::start(self.analysis, &self.options.params, &mut self.meter)
+                    .map_err(|e| {
+                        (
+                            format!("the reducer could not start: {}", e.failure),
+                            Some(e),
+                        )
+                    })?;
             self.reducer = Some(reducer);
         }
         let reducer = self.reducer.as_mut().expect("started above");
@@ -361,7 +424,10 @@ impl TaskRun<'_> {
             }
             Err(e) => {
                 self.reducer = None;
-                Err((format!("merging {} partials failed: {}", partials.len(), e.failure), Some(e)))
+                Err((
+                    format!("merging {} partials failed: {}", partials.len(), e.failure),
+                    Some(e),
+                ))
             }
         }
     }
@@ -376,17 +442,29 @@ struct CountingReader<R> {
 impl<R: Read> Read for CountingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.counters.bytes_compressed.fetch_add(n as u64, Ordering::Relaxed);
+        self.counters
+            .bytes_compressed
+            .fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 }
 
 type CountedReader = RecordReader<BufReader<Box<dyn Read + Send>>>;
 
-fn open_counted(file: &InputFile, max_line_bytes: usize, counters: &Arc<Counters>) -> Result<CountedReader, ContainerError> {
+fn open_counted(
+    file: &InputFile,
+    max_line_bytes: usize,
+    counters: &Arc<Counters>,
+) -> Result<CountedReader, ContainerError> {
     let name = file.key.clone();
-    let handle = File::open(&file.path).map_err(|source| ContainerError::Io { name: file.path.display().to_string(), source })?;
-    let counted = CountingReader { inner: handle, counters: Arc::clone(counters) };
+    let handle = File::open(&file.path).map_err(|source| ContainerError::Io {
+        name: file.path.display().to_string(),
+        source,
+    })?;
+    let counted = CountingReader {
+        inner: handle,
+        counters: Arc::clone(counters),
+    };
     let decoder = open_decoder(counted, &name)?;
     Ok(RecordReader::new(
         BufReader::with_capacity(crate::store::local::INPUT_BUFFER_BYTES, decoder),
