@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs every check the project has: formatting, clippy, and all tests (unit and
+# integration, against guest components built from source in analyses/).
+#
+# Usage: scripts/test.sh [extra cargo test args]
+# Env:   CARGO_TARGET_DIR  (default <repo>/target; CI points it at a persistent cache)
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$repo/target}"
+export SPOTMILL_WASM_TARGET_DIR="${SPOTMILL_WASM_TARGET_DIR:-$CARGO_TARGET_DIR/wasm}"
+
+for tool in xz lzma; do
+    command -v "$tool" >/dev/null || { echo "missing '$tool': install xz-utils (apt-get install xz-utils)" >&2; exit 1; }
+done
+
+echo "== guests: building every analysis from source" >&2
+export SPOTMILL_ANALYSES_DIR="$CARGO_TARGET_DIR/analyses"
+bash scripts/build-analyses.sh "$SPOTMILL_ANALYSES_DIR"
+
+echo "== cargo fmt --check" >&2
+cargo fmt --all -- --check
+
+# One profile (release) for clippy, tests, the demo and the benchmark: wasmtime is
+# compiled once, and guest code runs at production speed in the tests.
+echo "== cargo clippy" >&2
+cargo clippy --release --workspace --all-targets -- -D warnings
+
+echo "== cargo test" >&2
+cargo test --release --workspace "$@"
