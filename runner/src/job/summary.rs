@@ -240,7 +240,14 @@ impl fmt::Display for Summary {
             writeln!(f, "\nfailed tasks ({}):", self.task_failures.len())?;
             for t in &self.task_failures {
                 writeln!(f, "  {}", t.reason)?;
-                writeln!(f, "    files: {}", t.files.join(", "))?;
+                let shown: Vec<&str> = t.files.iter().take(3).map(String::as_str).collect();
+                let more = t.files.len().saturating_sub(shown.len());
+                let more = if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                };
+                writeln!(f, "    files: {}{more}", shown.join(", "))?;
             }
             writeln!(
                 f,

@@ -161,16 +161,32 @@ pub fn classify(error: &wasmtime::Error, limits: &Limits, task_budget: bool) -> 
     }
 }
 
-/// The error with its wasm backtrace, kept short enough for a summary.
+/// What trapped, with the named frames of the wasm backtrace (stripped guests have
+/// none; their panic message is in the captured log instead).
 fn trap_message(error: &wasmtime::Error) -> String {
-    const MAX_LINES: usize = 12;
-    let text = format!("{error:?}");
-    let mut lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    if lines.len() > MAX_LINES {
-        lines.truncate(MAX_LINES);
-        lines.push("...");
+    const MAX_FRAMES: usize = 8;
+    let what = match error.downcast_ref::<Trap>() {
+        Some(trap) => trap
+            .to_string()
+            .trim_start_matches("wasm trap: ")
+            .to_string(),
+        None => error.root_cause().to_string(),
+    };
+    let frames: Vec<&str> = error
+        .downcast_ref::<wasmtime::WasmBacktrace>()
+        .map(|bt| {
+            bt.frames()
+                .iter()
+                .filter_map(|f| f.func_name())
+                .take(MAX_FRAMES)
+                .collect()
+        })
+        .unwrap_or_default();
+    if frames.is_empty() {
+        what
+    } else {
+        format!("{what} (in {})", frames.join(" <- "))
     }
-    lines.join("\n")
 }
 
 /// A mapper instance: `setup` done, ready for batches.

@@ -365,12 +365,17 @@ impl TaskRun<'_> {
                 .collect();
             kinds.sort_unstable();
             kinds.dedup();
+            let first = &self.report.quarantined[0];
             return Err((
                 format!(
-                    "{} records quarantined, over the limit of {limit} (--max-bad-records); reasons: {}; first: {}",
+                    "{} records quarantined, over the limit of {limit} (--max-bad-records); reasons: {}; \
+                     first: file {}, line {}, record {}: {}",
                     self.report.quarantined.len(),
                     kinds.join(", "),
-                    self.report.quarantined[0]
+                    first.file,
+                    first.line,
+                    first.record_id,
+                    first.failure
                 ),
                 None,
             ));
