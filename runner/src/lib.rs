@@ -14,3 +14,4 @@ pub mod logs;
 pub mod sandbox;
 pub mod store;
 pub mod task;
+pub mod validate;

@@ -16,6 +16,7 @@ fn main() {
     let result = match &cli.command {
         Command::Gen(args) => cli::gen::execute(args),
         Command::Run(args) => cli::run::execute(args),
+        Command::Validate(args) => cli::validate::execute(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

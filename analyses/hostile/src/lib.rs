@@ -17,7 +17,7 @@
 //! | `open-file` | reads `/etc/passwd` and lists `/`: what succeeds goes into the partial under keys starting with `LEAK`; if both fail, a record error with the io errors |
 //! | `open-socket` | TCP connect to 127.0.0.1:9, UDP bind on 127.0.0.1:0: same `LEAK` / record-error logic |
 //! | `read-env` | every visible environment variable and argument goes into the partial under `LEAK` keys; then counts normally |
-//! | `huge-flush` | counts normally and marks the partial: the next `flush` returns 100 MiB |
+//! | `huge-flush` | counts normally and marks the partial: the next `flush` returns 300 MiB |
 //! | `trap-in-merge` | counts normally and marks the partial (key `!trap-in-merge`): the reducer's `merge` panics on any partial holding that key |
 
 use std::collections::BTreeMap;
@@ -41,6 +41,8 @@ type Counts = BTreeMap<String, u64>;
 
 /// Partial keys that mark a behaviour for flush / merge.
 const HUGE_FLUSH_MARK: &str = "!huge-flush";
+/// Over the host's default 256 MiB output cap, under its 512 MiB memory cap.
+const HUGE_FLUSH_BYTES: usize = 300 << 20;
 const TRAP_IN_MERGE_MARK: &str = "!trap-in-merge";
 
 impl Hostile {
@@ -285,7 +287,7 @@ impl Analysis for Hostile {
 
     fn encode_partial(partial: &Counts) -> Result<Vec<u8>, String> {
         if cfg!(feature = "huge-flush") && partial.contains_key(HUGE_FLUSH_MARK) {
-            return Ok(vec![b' '; 100 << 20]);
+            return Ok(vec![b' '; HUGE_FLUSH_BYTES]);
         }
         spotmill_guest::serde_json::to_vec(partial).map_err(|e| e.to_string())
     }

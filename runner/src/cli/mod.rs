@@ -3,6 +3,7 @@
 pub mod gen;
 pub mod progress;
 pub mod run;
+pub mod validate;
 
 use std::path::PathBuf;
 
@@ -28,6 +29,8 @@ pub enum Command {
     Gen(gen::GenArgs),
     /// Run an analysis over a local folder of logs, on every core.
     Run(Box<run::RunArgs>),
+    /// Check a component before submitting it: contract, imports, limits, merge laws, cost.
+    Validate(Box<validate::ValidateArgs>),
 }
 
 /// Flags shared by commands that load a component.

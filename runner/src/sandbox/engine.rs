@@ -26,6 +26,17 @@ pub struct Sandbox {
     cache: Option<ArtifactCache>,
 }
 
+/// A component compiled for this engine, not yet linked.
+pub struct CompiledComponent {
+    pub name: String,
+    pub hash: String,
+    pub size: usize,
+    pub compile_time: Duration,
+    pub from_cache: bool,
+    pub component: Component,
+    pub imports: Vec<String>,
+}
+
 /// A component compiled for this engine and checked against the contract, ready to be
 /// instantiated once per task.
 #[derive(Clone)]
@@ -36,6 +47,8 @@ pub struct LoadedAnalysis {
     pub compile_time: Duration,
     pub from_cache: bool,
     pub component: Component,
+    /// Everything the component imports, by name.
+    pub imports: Vec<String>,
     pub(crate) mapper: Option<mapper::MapOnlyPre<HostState>>,
     pub(crate) reducer: Option<reducer::ReduceOnlyPre<HostState>>,
     pub(crate) sandbox: Sandbox,
@@ -55,6 +68,7 @@ impl Sandbox {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| anyhow!("cannot link WASI: {e}"))?;
+        count_environment_reads(&mut linker).map_err(|e| anyhow!("cannot link WASI: {e}"))?;
         start_epoch_ticker(&engine);
         Ok(Sandbox {
             engine,
@@ -85,15 +99,57 @@ impl Sandbox {
     /// Compiles (or loads from the cache) and checks a component: it must be a component,
     /// import nothing beyond WASI, and export the mapper, the reducer or both.
     pub fn load(&self, name: &str, bytes: &[u8]) -> anyhow::Result<LoadedAnalysis> {
+        let compiled = self.compile_checked(name, bytes)?;
+        let offending: Vec<&String> = compiled
+            .imports
+            .iter()
+            .filter(|i| !import_is_provided(i))
+            .collect();
+        if !offending.is_empty() {
+            bail!(
+                "{name}: the component imports what the sandbox does not provide: {}. \
+                 Only WASI p2 (wasi:*) and {PACKAGE}/types are linked; remove these imports \
+                 (for JavaScript, disable componentize-js's `http` and `fetch-event` features)",
+                offending
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        self.link(compiled)
+    }
+
+    /// Checks the header and compiles (or loads from the cache), timing it.
+    pub fn compile_checked(&self, name: &str, bytes: &[u8]) -> anyhow::Result<CompiledComponent> {
         check_is_component(name, bytes)?;
         let hash = component_hash(bytes);
         let started = Instant::now();
         let (component, from_cache) = self.compile(name, &hash, bytes)?;
         let compile_time = started.elapsed();
-        self.check_imports(name, &component)?;
+        let imports = component
+            .component_type()
+            .imports(&self.engine)
+            .map(|(import, _)| import.to_string())
+            .collect();
+        Ok(CompiledComponent {
+            name: name.to_string(),
+            hash,
+            size: bytes.len(),
+            compile_time,
+            from_cache,
+            component,
+            imports,
+        })
+    }
+
+    /// Links a compiled component against WASI and finds which halves of the contract it
+    /// exports.
+    pub fn link(&self, compiled: CompiledComponent) -> anyhow::Result<LoadedAnalysis> {
+        let name = &compiled.name;
         let pre = self
             .linker
-            .instantiate_pre(&component)
+            .instantiate_pre(&compiled.component)
             .map_err(|e| anyhow!("{name}: cannot link the component: {e:#}"))?;
         let mapper = mapper::MapOnlyPre::new(pre.clone()).ok();
         let reducer = reducer::ReduceOnlyPre::new(pre).ok();
@@ -105,12 +161,13 @@ impl Sandbox {
             );
         }
         Ok(LoadedAnalysis {
-            name: name.to_string(),
-            hash,
-            size: bytes.len(),
-            compile_time,
-            from_cache,
-            component,
+            name: compiled.name,
+            hash: compiled.hash,
+            size: compiled.size,
+            compile_time: compiled.compile_time,
+            from_cache: compiled.from_cache,
+            component: compiled.component,
+            imports: compiled.imports,
             mapper,
             reducer,
             sandbox: self.clone(),
@@ -142,26 +199,6 @@ impl Sandbox {
             .map_err(|e| anyhow!("{name}: cannot load the compiled component: {e:#}"))?;
         Ok((component, false))
     }
-
-    /// Names every import the sandbox does not provide, so the analyst sees all of them
-    /// at once instead of wasmtime's first link error.
-    fn check_imports(&self, name: &str, component: &Component) -> anyhow::Result<()> {
-        let ty = component.component_type();
-        let offending: Vec<String> = ty
-            .imports(&self.engine)
-            .map(|(import, _)| import.to_string())
-            .filter(|import| !import_is_provided(import))
-            .collect();
-        if offending.is_empty() {
-            return Ok(());
-        }
-        bail!(
-            "{name}: the component imports what the sandbox does not provide: {}. \
-             Only WASI p2 (wasi:*) and {PACKAGE}/types are linked; remove these imports \
-             (for JavaScript, disable componentize-js's `http` and `fetch-event` features)",
-            offending.join(", ")
-        )
-    }
 }
 
 /// Whether the sandbox links an import of this name.
@@ -183,6 +220,31 @@ fn check_is_component(name: &str, bytes: &[u8]) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Replaces `wasi:cli/environment` with the same answers nothing-granted WASI gives (no
+/// variables, no arguments, no working directory), counting each call.
+fn count_environment_reads(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    let mut env = linker.instance(ENVIRONMENT_INTERFACE)?;
+    env.func_wrap("get-environment", |mut store, (): ()| {
+        store.data_mut().environment_reads += 1;
+        Ok((Vec::<(String, String)>::new(),))
+    })?;
+    env.func_wrap("get-arguments", |mut store, (): ()| {
+        store.data_mut().environment_reads += 1;
+        Ok((Vec::<String>::new(),))
+    })?;
+    env.func_wrap("initial-cwd", |mut store, (): ()| {
+        store.data_mut().environment_reads += 1;
+        Ok((None::<String>,))
+    })?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// The environment interface as wasmtime-wasi 48 defines it (guests importing any
+/// semver-compatible 0.2.x version resolve to it).
+const ENVIRONMENT_INTERFACE: &str = "wasi:cli/environment@0.2.12";
 
 /// Advances the engine's epoch every tick until the engine is dropped.
 fn start_epoch_ticker(engine: &Engine) {

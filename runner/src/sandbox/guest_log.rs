@@ -56,6 +56,14 @@ impl GuestLog {
         Some(text)
     }
 
+    /// Bytes written past the cap since the last `clear`.
+    pub fn dropped(&self) -> u64 {
+        self.buffer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .dropped
+    }
+
     /// Empties the capture, so that the next error only carries what its own call wrote.
     pub fn clear(&self) {
         let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());

@@ -24,6 +24,7 @@ pub struct StoreMemoryCap {
     limit: u64,
     memories: u64,
     tables: u64,
+    peak: u64,
 }
 
 impl StoreMemoryCap {
@@ -32,6 +33,7 @@ impl StoreMemoryCap {
             limit,
             memories: 0,
             tables: 0,
+            peak: 0,
         }
     }
 
@@ -49,7 +51,15 @@ impl StoreMemoryCap {
         } else {
             self.memories += growth;
         }
+        self.peak = self.peak.max(requested);
         Ok(true)
+    }
+}
+
+impl StoreMemoryCap {
+    /// The most memory and table bytes the store has held at once.
+    pub fn peak(&self) -> u64 {
+        self.peak
     }
 }
 
@@ -81,6 +91,10 @@ pub struct HostState {
     table: ResourceTable,
     pub memory: StoreMemoryCap,
     pub log: GuestLog,
+    /// Calls to `wasi:cli/environment` (environment, arguments, cwd): always answered
+    /// with nothing, counted so `spotmill validate` can tell an analyst their code
+    /// looks for configuration it will never get.
+    pub environment_reads: u64,
 }
 
 impl HostState {
@@ -101,6 +115,7 @@ impl HostState {
             table: ResourceTable::new(),
             memory: StoreMemoryCap::new(memory_limit),
             log,
+            environment_reads: 0,
         }
     }
 }

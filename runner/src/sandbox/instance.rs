@@ -58,6 +58,17 @@ impl FuelMeter {
     }
 }
 
+/// What an instance did besides its results, for `spotmill validate`.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct InstanceStats {
+    /// Most memory and table bytes held at once.
+    pub peak_memory: u64,
+    /// Log bytes dropped past the cap during the last call.
+    pub log_dropped: u64,
+    /// Calls to read environment variables, arguments or the working directory.
+    pub environment_reads: u64,
+}
+
 /// One store and its limits: the part shared by mapper and reducer instances.
 struct Guest {
     store: Store<HostState>,
@@ -72,6 +83,11 @@ impl Guest {
         );
         store.limiter(|state| &mut state.memory);
         store.epoch_deadline_trap();
+        // wasmtime's own cap on bytes lifted out of the guest in one call: our output cap,
+        // plus room for the list and string headers around the bytes.
+        store.set_hostcall_fuel(
+            usize::try_from(limits.max_output_bytes.saturating_add(1 << 20)).unwrap_or(usize::MAX),
+        );
         // Instantiation runs guest code (start functions): give it a call's worth.
         let _ = store.set_fuel(limits.fuel_per_call);
         store.set_epoch_deadline(deadline_ticks(limits.call_deadline_ms));
@@ -118,13 +134,22 @@ impl Guest {
         if bytes > self.limits.max_output_bytes {
             return Err(CallError {
                 failure: GuestFailure::OutputCap {
-                    bytes,
+                    bytes: Some(bytes),
                     limit: self.limits.max_output_bytes,
                 },
                 log: self.store.data().log.text(),
             });
         }
         Ok(())
+    }
+
+    fn stats(&self) -> InstanceStats {
+        let state = self.store.data();
+        InstanceStats {
+            peak_memory: state.memory.peak(),
+            log_dropped: state.log.dropped(),
+            environment_reads: state.environment_reads,
+        }
     }
 
     fn guest_error(&self, message: String) -> CallError {
@@ -143,6 +168,12 @@ pub fn classify(error: &wasmtime::Error, limits: &Limits, task_budget: bool) -> 
             limit: cap.limit,
         };
     }
+    if is_hostcall_copy_cap(error) {
+        return GuestFailure::OutputCap {
+            bytes: None,
+            limit: limits.max_output_bytes,
+        };
+    }
     match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => GuestFailure::OutOfFuel {
             limit: if task_budget {
@@ -159,6 +190,16 @@ pub fn classify(error: &wasmtime::Error, limits: &Limits, task_budget: bool) -> 
             message: trap_message(error),
         },
     }
+}
+
+/// wasmtime stops a copy out of the guest past the store's hostcall fuel with a private
+/// error type, so it is recognised by its message.
+fn is_hostcall_copy_cap(error: &wasmtime::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .to_string()
+            .contains("fuel allocated for hostcalls has been exhausted")
+    })
 }
 
 /// What trapped, with the named frames of the wasm backtrace (stripped guests have
@@ -250,6 +291,10 @@ impl MapperInstance {
         Ok(errors)
     }
 
+    pub fn stats(&self) -> InstanceStats {
+        self.guest.stats()
+    }
+
     /// Takes the partial accumulated since the previous flush.
     pub fn flush(&mut self, meter: &mut FuelMeter) -> Result<Vec<u8>, CallError> {
         let bindings = &self.bindings;
@@ -298,6 +343,10 @@ impl ReducerInstance {
                 .guest_error(format!("reducer setup failed: {message}"))
         })?;
         Ok(instance)
+    }
+
+    pub fn stats(&self) -> InstanceStats {
+        self.guest.stats()
     }
 
     /// Merges partials into one.

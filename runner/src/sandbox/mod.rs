@@ -12,7 +12,7 @@ pub mod limits;
 pub mod outcome;
 
 pub use cache::ArtifactCache;
-pub use engine::{LoadedAnalysis, Sandbox};
-pub use instance::{CallError, FuelMeter, MapperInstance, ReducerInstance};
+pub use engine::{import_is_provided, CompiledComponent, LoadedAnalysis, Sandbox};
+pub use instance::{CallError, FuelMeter, InstanceStats, MapperInstance, ReducerInstance};
 pub use limits::Limits;
 pub use outcome::GuestFailure;

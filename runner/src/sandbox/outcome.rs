@@ -13,8 +13,9 @@ pub enum GuestFailure {
     MemoryCap { requested: u64, limit: u64 },
     /// The call ran past its wall-clock deadline.
     Deadline { limit_ms: u64 },
-    /// The call returned more bytes than allowed.
-    OutputCap { bytes: u64, limit: u64 },
+    /// The call returned more bytes than allowed (`bytes` is None when wasmtime stopped
+    /// the copy before it was complete).
+    OutputCap { bytes: Option<u64>, limit: u64 },
     /// The guest returned an error value (its own message).
     GuestError { message: String },
     /// The guest trapped: a panic, stack overflow, out-of-bounds access...
@@ -63,9 +64,13 @@ impl fmt::Display for GuestFailure {
                 f,
                 "deadline: the call ran past its {limit_ms} ms deadline (raise --call-deadline-ms)"
             ),
-            GuestFailure::OutputCap { bytes, limit } => write!(
+            GuestFailure::OutputCap { bytes: Some(bytes), limit } => write!(
                 f,
                 "output cap: the call returned {bytes} bytes, over the cap of {limit} (raise --max-output-mb)"
+            ),
+            GuestFailure::OutputCap { bytes: None, limit } => write!(
+                f,
+                "output cap: the call tried to return more than {limit} bytes (raise --max-output-mb)"
             ),
             GuestFailure::GuestError { message } => write!(f, "guest error: {message}"),
             GuestFailure::Trap { message } => write!(f, "trap: {message}"),

@@ -17,7 +17,7 @@ mod batch;
 mod report;
 mod run;
 
-pub use batch::TaskSpec;
+pub use batch::{wit_dimensions, TaskSpec};
 pub use report::{FileError, Quarantine, SkipCounts, TaskFailure, TaskReport};
 pub use run::{run_task, Counters, TaskOptions};
 
