@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the guest analyses (analyses/) into WebAssembly components:
-#   <out>/os-distribution.wasm, <out>/hostile-<feature>.wasm (one per feature of
+#   <out>/os-distribution.wasm, <out>/dashboard.wasm, <out>/hostile-<feature>.wasm (one per feature of
 #   analyses/hostile/Cargo.toml, `default` excepted).
 #
 # Usage: scripts/build-analyses.sh [OUT_DIR]      (default: <repo>/target/analyses)
@@ -56,6 +56,7 @@ build() {
 names=()
 
 build os-distribution os-distribution.wasm
+build dashboard dashboard.wasm
 
 # The hostile features: the keys of [features] in hostile/Cargo.toml, but `default`.
 mapfile -t features < <(

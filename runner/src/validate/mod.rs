@@ -442,7 +442,7 @@ fn check_reducer(
         let ab_c = reducer.merge(&[ab.clone(), c.clone()], &mut meter)?;
         let a_bc = reducer.merge(&[a.clone(), bc], &mut meter)?;
         let a_empty = reducer.merge(&[a.clone(), Vec::new()], &mut meter)?;
-        let a_alone = reducer.merge(&[a.clone()], &mut meter)?;
+        let a_alone = reducer.merge(std::slice::from_ref(a), &mut meter)?;
         Ok((ab, ba, ab_c, a_bc, a_empty, a_alone))
     })();
     let (ab, ba, ab_c, a_bc, a_empty, a_alone) = match merged {
