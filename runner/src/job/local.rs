@@ -4,7 +4,9 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::sandbox::{CallError, FuelMeter, LoadedAnalysis, ReducerInstance};
+use super::merge::Merger;
+use crate::sandbox::LoadedAnalysis;
+use crate::store::LocalFiles;
 use crate::task::{run_task, Counters, TaskFailure, TaskOptions, TaskReport, TaskResult, TaskSpec};
 
 /// How a local job runs.
@@ -66,7 +68,7 @@ pub fn run_local(
                     else {
                         return;
                     };
-                    let result = run_task(analysis, &task, &options.task, counters);
+                    let result = run_task(analysis, &LocalFiles, &task, &options.task, counters);
                     if sender.send(result).is_err() {
                         return;
                     }
@@ -102,87 +104,7 @@ pub fn run_local(
         failures,
         files,
         publish_error,
-        reduce_fuel: merger.meter.used(),
+        reduce_fuel: merger.fuel_used(),
         elapsed: started.elapsed(),
     }
-}
-
-/// Merges partials in groups as they come, so memory holds at most `fan_in` of them.
-struct Merger<'a> {
-    analysis: &'a LoadedAnalysis,
-    params: &'a str,
-    fan_in: usize,
-    pending: Vec<Vec<u8>>,
-    reducer: Option<ReducerInstance>,
-    meter: FuelMeter,
-    error: Option<String>,
-}
-
-impl<'a> Merger<'a> {
-    fn new(analysis: &'a LoadedAnalysis, params: &'a str, fan_in: usize) -> Self {
-        Merger {
-            analysis,
-            params,
-            fan_in: fan_in.max(2),
-            pending: Vec::new(),
-            reducer: None,
-            // The reduce side of a job gets one task's budget.
-            meter: FuelMeter::new(analysis.sandbox.limits().fuel_per_task),
-            error: None,
-        }
-    }
-
-    fn add(&mut self, partial: Vec<u8>) {
-        if partial.is_empty() || self.error.is_some() {
-            return;
-        }
-        self.pending.push(partial);
-        if self.pending.len() >= self.fan_in {
-            if let Err(e) = self.merge_pending() {
-                self.error = Some(e);
-            }
-        }
-    }
-
-    fn reducer(&mut self) -> Result<&mut ReducerInstance, String> {
-        if self.reducer.is_none() {
-            let reducer = ReducerInstance::start(self.analysis, self.params, &mut self.meter)
-                .map_err(|e| describe("starting the reducer", &e))?;
-            self.reducer = Some(reducer);
-        }
-        Ok(self.reducer.as_mut().expect("started above"))
-    }
-
-    fn merge_pending(&mut self) -> Result<(), String> {
-        if self.pending.len() < 2 {
-            return Ok(());
-        }
-        let partials = std::mem::take(&mut self.pending);
-        let mut meter = self.meter;
-        let result = self.reducer()?.merge(&partials, &mut meter);
-        self.meter = meter;
-        let merged = result.map_err(|e| {
-            self.reducer = None;
-            describe(&format!("merging {} task partials", partials.len()), &e)
-        })?;
-        self.pending.push(merged);
-        Ok(())
-    }
-
-    fn finish_and_publish(&mut self) -> Result<Vec<(String, Vec<u8>)>, String> {
-        if let Some(e) = self.error.take() {
-            return Err(e);
-        }
-        self.merge_pending()?;
-        let last = self.pending.pop().unwrap_or_default();
-        let mut meter = self.meter;
-        let result = self.reducer()?.publish(&last, &mut meter);
-        self.meter = meter;
-        let files = result.map_err(|e| describe("publishing the result", &e))?;
-        Ok(files.into_iter().map(|f| (f.path, f.contents)).collect())
-    }
-}
-
-fn describe(what: &str, error: &CallError) -> String {
-    format!("{what} failed: {error}")
 }

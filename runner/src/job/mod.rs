@@ -2,10 +2,12 @@
 //! merge their partials with the reducer, publish the files.
 
 pub mod local;
+pub mod merge;
 pub mod output;
 pub mod plan;
 pub mod summary;
 
 pub use local::{run_local, JobResult, RunOptions};
+pub use merge::Merger;
 pub use plan::{plan_tasks, PlanOptions};
 pub use summary::Summary;

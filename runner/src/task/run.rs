@@ -1,7 +1,6 @@
 //! Running one task: read, batch, map, checkpoint, recover, merge.
 
 use std::collections::HashSet;
-use std::fs::File;
 use std::io::{BufReader, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,7 +11,7 @@ use crate::sandbox::bindings::mapper::Submission;
 use crate::sandbox::{
     CallError, FuelMeter, GuestFailure, LoadedAnalysis, MapperInstance, ReducerInstance,
 };
-use crate::store::InputFile;
+use crate::store::{InputFile, InputSource};
 
 use super::batch::{wit_dimensions, Batch, RecordRef, TaskSpec};
 use super::report::{FileError, Quarantine, TaskFailure, TaskReport};
@@ -59,12 +58,14 @@ pub struct Counters {
 /// Runs a task to its partial result, or to a failure that says why.
 pub fn run_task(
     analysis: &LoadedAnalysis,
+    source: &dyn InputSource,
     spec: &TaskSpec,
     options: &TaskOptions,
     counters: &Arc<Counters>,
 ) -> super::TaskResult {
     let mut run = TaskRun {
         analysis,
+        source,
         spec,
         options,
         counters,
@@ -100,6 +101,7 @@ type Stop = (String, Option<CallError>);
 
 struct TaskRun<'a> {
     analysis: &'a LoadedAnalysis,
+    source: &'a dyn InputSource,
     spec: &'a TaskSpec,
     options: &'a TaskOptions,
     counters: &'a Arc<Counters>,
@@ -127,7 +129,12 @@ impl TaskRun<'_> {
 
     fn read_file(&mut self, index: usize, file: &InputFile) -> Result<(), Stop> {
         self.report.files += 1;
-        let mut reader = match open_counted(file, self.options.max_line_bytes, self.counters) {
+        let mut reader = match open_counted(
+            self.source,
+            file,
+            self.options.max_line_bytes,
+            self.counters,
+        ) {
             Ok(reader) => reader,
             Err(ContainerError::Empty { .. }) => {
                 self.report.empty_files += 1;
@@ -457,20 +464,20 @@ impl<R: Read> Read for CountingReader<R> {
 type CountedReader = RecordReader<BufReader<Box<dyn Read + Send>>>;
 
 fn open_counted(
+    source: &dyn InputSource,
     file: &InputFile,
     max_line_bytes: usize,
     counters: &Arc<Counters>,
 ) -> Result<CountedReader, ContainerError> {
-    let name = file.key.clone();
-    let handle = File::open(&file.path).map_err(|source| ContainerError::Io {
-        name: file.path.display().to_string(),
+    let handle = source.open(file).map_err(|source| ContainerError::Io {
+        name: file.key.clone(),
         source,
     })?;
     let counted = CountingReader {
         inner: handle,
         counters: Arc::clone(counters),
     };
-    let decoder = open_decoder(counted, &name)?;
+    let decoder = open_decoder(counted, &file.key)?;
     Ok(RecordReader::new(
         BufReader::with_capacity(crate::store::local::INPUT_BUFFER_BYTES, decoder),
         max_line_bytes,
