@@ -95,3 +95,7 @@ impl<'a> Merger<'a> {
         Ok(files.into_iter().map(|f| (f.path, f.contents)).collect())
     }
 }
+
+fn describe(what: &str, error: &CallError) -> String {
+    format!("{what} failed: {error}")
+}
