@@ -63,6 +63,12 @@ pub struct LimitArgs {
     /// Fuel for a whole task.
     #[arg(long)]
     pub fuel_per_task: Option<u64>,
+    /// Fuel for one reducer call (merge, publish).
+    #[arg(long)]
+    pub fuel_per_reduce_call: Option<u64>,
+    /// Wall-clock deadline of one reducer call, in ms.
+    #[arg(long)]
+    pub reduce_deadline_ms: Option<u64>,
     /// Memory cap of one instance, in MiB.
     #[arg(long)]
     pub memory_mb: Option<u64>,
@@ -89,6 +95,12 @@ impl LimitArgs {
         };
         set(&mut limits.fuel_per_call, self.fuel_per_call, 1);
         set(&mut limits.fuel_per_task, self.fuel_per_task, 1);
+        set(
+            &mut limits.fuel_per_reduce_call,
+            self.fuel_per_reduce_call,
+            1,
+        );
+        set(&mut limits.reduce_deadline_ms, self.reduce_deadline_ms, 1);
         set(&mut limits.memory_bytes, self.memory_mb, 1 << 20);
         set(&mut limits.call_deadline_ms, self.call_deadline_ms, 1);
         set(&mut limits.max_output_bytes, self.max_output_mb, 1 << 20);

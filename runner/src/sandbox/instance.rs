@@ -76,7 +76,15 @@ struct Guest {
 }
 
 impl Guest {
-    fn new(limits: &Limits, engine: &wasmtime::Engine) -> Self {
+    /// A store for a mapper (`reducer` false) or a reducer: reducer calls get their own
+    /// fuel and deadline, since they work on whole partials.
+    fn new(limits: &Limits, engine: &wasmtime::Engine, reducer: bool) -> Self {
+        let mut limits = limits.clone();
+        if reducer {
+            limits.fuel_per_call = limits.fuel_per_reduce_call;
+            limits.call_deadline_ms = limits.reduce_deadline_ms;
+        }
+        let limits = &limits;
         let mut store = Store::new(
             engine,
             HostState::new(limits.memory_bytes, limits.max_log_bytes),
@@ -250,7 +258,7 @@ impl MapperInstance {
             log: None,
         })?;
         let limits = analysis.sandbox.limits();
-        let mut guest = Guest::new(limits, analysis.sandbox.engine());
+        let mut guest = Guest::new(limits, analysis.sandbox.engine(), false);
         let bindings = guest.call(meter, |store| pre.instantiate(store))?;
         let mut instance = MapperInstance { guest, bindings };
         let setup = instance.guest.call(meter, |store| {
@@ -328,7 +336,7 @@ impl ReducerInstance {
             log: None,
         })?;
         let limits = analysis.sandbox.limits();
-        let mut guest = Guest::new(limits, analysis.sandbox.engine());
+        let mut guest = Guest::new(limits, analysis.sandbox.engine(), true);
         let bindings = guest.call(meter, |store| pre.instantiate(store))?;
         let mut instance = ReducerInstance { guest, bindings };
         let setup = instance.guest.call(meter, |store| {

@@ -13,10 +13,15 @@ pub struct Limits {
     pub fuel_per_call: u64,
     /// Fuel one task may burn over all its calls; past it the task fails as a whole.
     pub fuel_per_task: u64,
+    /// Fuel one reducer call (`merge`, `publish`) may burn: these work on whole partials,
+    /// whose size grows with the data, not with a batch.
+    pub fuel_per_reduce_call: u64,
     /// Linear memory and tables of one instance, added up over all its memories.
     pub memory_bytes: u64,
-    /// Wall-clock time one guest call may take before it is interrupted.
+    /// Wall-clock time one mapper call may take before it is interrupted.
     pub call_deadline_ms: u64,
+    /// Wall-clock time one reducer call may take before it is interrupted.
+    pub reduce_deadline_ms: u64,
     /// Bytes one call may hand back to the host: a flushed or merged partial, the files
     /// of `publish` together, the record errors of a `map`.
     pub max_output_bytes: u64,
@@ -32,8 +37,10 @@ impl Default for Limits {
         Limits {
             fuel_per_call: 20_000_000_000,
             fuel_per_task: 20_000_000_000_000,
+            fuel_per_reduce_call: 1_000_000_000_000,
             memory_bytes: 512 << 20,
             call_deadline_ms: 60_000,
+            reduce_deadline_ms: 600_000,
             max_output_bytes: 256 << 20,
             max_log_bytes: 64 << 10,
             max_bad_records_per_task: 100,
@@ -47,6 +54,8 @@ impl Limits {
         let positive = [
             ("fuel_per_call", self.fuel_per_call),
             ("fuel_per_task", self.fuel_per_task),
+            ("fuel_per_reduce_call", self.fuel_per_reduce_call),
+            ("reduce_deadline_ms", self.reduce_deadline_ms),
             ("memory_bytes", self.memory_bytes),
             ("call_deadline_ms", self.call_deadline_ms),
             ("max_output_bytes", self.max_output_bytes),

@@ -50,7 +50,7 @@ impl fmt::Display for GuestFailure {
         match self {
             GuestFailure::OutOfFuel { limit, task_budget: false } => write!(
                 f,
-                "out of fuel: the call used all of its {limit} fuel (raise --fuel-per-call if the analysis is just slow)"
+                "out of fuel: the call used all of its {limit} fuel (if the analysis is just slow, raise --fuel-per-call for map and flush, --fuel-per-reduce-call for merge and publish)"
             ),
             GuestFailure::OutOfFuel { limit, task_budget: true } => write!(
                 f,
@@ -62,7 +62,7 @@ impl fmt::Display for GuestFailure {
             ),
             GuestFailure::Deadline { limit_ms } => write!(
                 f,
-                "deadline: the call ran past its {limit_ms} ms deadline (raise --call-deadline-ms)"
+                "deadline: the call ran past its {limit_ms} ms deadline (raise --call-deadline-ms, or --reduce-deadline-ms for merge and publish)"
             ),
             GuestFailure::OutputCap { bytes: Some(bytes), limit } => write!(
                 f,
