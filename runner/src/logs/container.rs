@@ -205,6 +205,7 @@ pub fn open_decoder_with_limit<R: Read + Send + 'static>(
         name: name.to_owned(),
         memlimit,
         finished: false,
+        pending_error: None,
     }))
 }
 
@@ -270,6 +271,9 @@ struct Decoder<R: BufRead> {
     memlimit: u64,
     /// liblzma reported the end of the (last) stream.
     finished: bool,
+    /// An error met while the same call also produced bytes: those bytes are returned
+    /// first (the records before the damage count), the error on the next read.
+    pending_error: Option<io::Error>,
 }
 
 impl<R: BufRead> Decoder<R> {
@@ -328,6 +332,9 @@ impl<R: BufRead> Read for Decoder<R> {
         if buf.is_empty() {
             return Ok(0);
         }
+        if let Some(error) = self.pending_error.take() {
+            return Err(error);
+        }
         if self.finished {
             return self.check_trailing();
         }
@@ -348,6 +355,10 @@ impl<R: BufRead> Read for Decoder<R> {
             let produced = (self.stream.total_out() - out_before) as usize;
             self.input.consume(consumed);
             match result {
+                Err(e) if produced > 0 => {
+                    self.pending_error = Some(self.error(e));
+                    return Ok(produced);
+                }
                 Err(e) => return Err(self.error(e)),
                 Ok(Status::StreamEnd) => {
                     self.finished = true;

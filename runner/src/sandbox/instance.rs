@@ -214,15 +214,32 @@ fn is_hostcall_copy_cap(error: &wasmtime::Error) -> bool {
 /// none; their panic message is in the captured log instead).
 fn trap_message(error: &wasmtime::Error) -> String {
     const MAX_FRAMES: usize = 8;
-    let what = match error.downcast_ref::<Trap>() {
+    // Rust keeps its stack in linear memory: unbounded recursion runs it below address 0
+    // and wasmtime sees an out-of-bounds access, not a stack overflow. wasmtime captures
+    // only the innermost frames, so recursion shows as the same function over and over.
+    const RECURSION_FRAMES: usize = 16;
+    let trap = error.downcast_ref::<Trap>();
+    let what = match trap {
         Some(trap) => trap
             .to_string()
             .trim_start_matches("wasm trap: ")
             .to_string(),
         None => error.root_cause().to_string(),
     };
-    let frames: Vec<&str> = error
-        .downcast_ref::<wasmtime::WasmBacktrace>()
+    let backtrace = error.downcast_ref::<wasmtime::WasmBacktrace>();
+    let recursing = backtrace.is_some_and(|bt| {
+        let frames = bt.frames();
+        frames.len() >= RECURSION_FRAMES
+            && frames[1..]
+                .iter()
+                .all(|f| f.func_index() == frames[1].func_index())
+    });
+    let what = if trap == Some(&Trap::MemoryOutOfBounds) && recursing {
+        format!("{what} (likely a stack overflow: the same function calls itself without end)")
+    } else {
+        what
+    };
+    let frames: Vec<&str> = backtrace
         .map(|bt| {
             bt.frames()
                 .iter()
