@@ -15,9 +15,12 @@ for tool in xz lzma; do
     command -v "$tool" >/dev/null || { echo "missing '$tool': install xz-utils (apt-get install xz-utils)" >&2; exit 1; }
 done
 
-echo "== guests: building every analysis from source" >&2
+echo "== guests: building every analysis from source (Rust, Python, JavaScript, C)" >&2
 export SPOTMILL_ANALYSES_DIR="$CARGO_TARGET_DIR/analyses"
 bash scripts/build-analyses.sh "$SPOTMILL_ANALYSES_DIR"
+for language in python javascript c; do
+    bash "scripts/build-guests-$language.sh" "$SPOTMILL_ANALYSES_DIR"
+done
 
 echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check
@@ -29,3 +32,9 @@ cargo clippy --release --workspace --all-targets -- -D warnings
 
 echo "== cargo test" >&2
 cargo test --release --workspace "$@"
+
+echo "== web: unit tests of the dashboard's statistics (node:test)" >&2
+node --test web/test/stats.test.js
+
+echo "== web: the dashboard page in headless Chromium" >&2
+bash scripts/test-browser.sh

@@ -12,6 +12,7 @@ pub mod gen;
 pub mod job;
 pub mod logs;
 pub mod sandbox;
+pub mod serve;
 pub mod store;
 pub mod task;
 pub mod validate;

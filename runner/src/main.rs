@@ -17,6 +17,7 @@ fn main() {
         Command::Gen(args) => cli::gen::execute(args),
         Command::Run(args) => cli::run::execute(args),
         Command::Validate(args) => cli::validate::execute(args),
+        Command::Serve(args) => cli::serve::execute(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -3,6 +3,7 @@
 pub mod gen;
 pub mod progress;
 pub mod run;
+pub mod serve;
 pub mod validate;
 
 use std::path::PathBuf;
@@ -31,6 +32,8 @@ pub enum Command {
     Run(Box<run::RunArgs>),
     /// Check a component before submitting it: contract, imports, limits, merge laws, cost.
     Validate(Box<validate::ValidateArgs>),
+    /// Serve the telemetry dashboard page over a dashboard analysis's output folder.
+    Serve(serve::ServeArgs),
 }
 
 /// Flags shared by commands that load a component.

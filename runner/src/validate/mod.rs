@@ -235,13 +235,17 @@ fn dry_run(
     );
 
     let mut run = DryRun::default();
+    run.started(&mapper);
     let cuts = [samples.len() / 3, 2 * samples.len() / 3];
     let mut partials = Vec::new();
     for (index, sample) in samples.iter().enumerate() {
         if cuts.contains(&index) && index > 0 && !run.flush(&mut mapper, &mut meter, &mut partials)
         {
             match MapperInstance::start(analysis, &options.params, &mut meter) {
-                Ok(fresh) => mapper = fresh,
+                Ok(fresh) => {
+                    mapper = fresh;
+                    run.started(&mapper);
+                }
                 Err(e) => {
                     report.check(
                         "instantiate",
@@ -281,7 +285,10 @@ fn dry_run(
                 run.failures
                     .push(format!("{} ({}): {e}", sample.id, sample.origin));
                 match MapperInstance::start(analysis, &options.params, &mut meter) {
-                    Ok(fresh) => mapper = fresh,
+                    Ok(fresh) => {
+                        mapper = fresh;
+                        run.started(&mapper);
+                    }
                     Err(e) => {
                         report.check(
                             "instantiate",
@@ -310,15 +317,26 @@ struct DryRun {
     max_flush: u64,
     peak_memory: u64,
     log_dropped: u64,
+    /// Reads after setup: language runtimes (CPython, say) read the environment while
+    /// they start, which is not the analysis's doing.
     environment_reads: u64,
+    environment_reads_at_start: u64,
 }
 
 impl DryRun {
+    /// Notes a freshly started instance.
+    fn started(&mut self, mapper: &MapperInstance) {
+        self.environment_reads_at_start = mapper.stats().environment_reads;
+    }
+
     fn observe(&mut self, mapper: &MapperInstance) {
         let stats = mapper.stats();
         self.peak_memory = self.peak_memory.max(stats.peak_memory);
         self.log_dropped += stats.log_dropped;
-        self.environment_reads = self.environment_reads.max(stats.environment_reads);
+        let reads = stats
+            .environment_reads
+            .saturating_sub(self.environment_reads_at_start);
+        self.environment_reads = self.environment_reads.max(reads);
     }
 
     /// Flushes into `partials`; false when the flush failed (the instance is then unusable).
