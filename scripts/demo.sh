@@ -2,6 +2,8 @@
 # The demo on a fresh machine: builds Spotmill and the os-distribution analysis, generates
 # realistic telemetry logs, runs the analysis over them on every core, shows the result.
 #
+# Then runs the telemetry dashboard analysis over the same logs and says how to look at it.
+#
 # Usage: scripts/demo.sh [SUBMISSIONS]      (default 20000, about 1 GB uncompressed)
 # Env:   CARGO_TARGET_DIR  (default <repo>/target)
 set -euo pipefail
@@ -14,6 +16,7 @@ submissions="${1:-20000}"
 demo="$CARGO_TARGET_DIR/demo"
 data="$demo/data-$submissions"
 out="$demo/out"
+dashboard="$demo/dashboard"
 
 echo "== building spotmill (release; the first build compiles wasmtime: 15-35 minutes on 2 cores)" >&2
 cargo build --release -p spotmill
@@ -55,4 +58,15 @@ status=0
 echo
 echo "== result: $out/os-distribution.json"
 cat "$out/os-distribution.json"
-exit "$status"
+[ "$status" -eq 0 ] || exit "$status"
+
+echo
+echo "== spotmill run: the telemetry dashboard's histogram aggregates over every submission" >&2
+rm -rf "$dashboard"
+"$spotmill" run --analysis "$CARGO_TARGET_DIR/analyses/dashboard.wasm" \
+    --input "$data" --output "$dashboard"
+
+echo
+echo "== look at the dashboard:"
+echo "   $spotmill serve --dir $dashboard"
+echo "   then open http://127.0.0.1:8080/ in a browser"
