@@ -16,6 +16,7 @@ fn main() {
     let result = match &cli.command {
         Command::Gen(args) => cli::gen::execute(args),
         Command::Run(args) => cli::run::execute(args),
+        Command::Prune(args) => cli::run::prune(args),
         Command::Validate(args) => cli::validate::execute(args),
         Command::Serve(args) => cli::serve::execute(args),
     };

@@ -30,6 +30,8 @@ pub enum Command {
     Gen(gen::GenArgs),
     /// Run an analysis over a local folder of logs, on every core.
     Run(Box<run::RunArgs>),
+    /// Remove the files of an output folder that only older runs published (retention).
+    Prune(run::PruneArgs),
     /// Check a component before submitting it: contract, imports, limits, merge laws, cost.
     Validate(Box<validate::ValidateArgs>),
     /// Serve the telemetry dashboard page over a dashboard analysis's output folder.

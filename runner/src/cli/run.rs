@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use spotmill::config::Config;
+use spotmill::job::history::OutputHistory;
 use spotmill::job::{output, plan_tasks, run_local, PlanOptions, RunOptions, Summary};
 use spotmill::logs::Filter;
 use spotmill::sandbox::{Limits, Sandbox};
@@ -37,6 +38,10 @@ pub struct RunArgs {
     /// A TOML file with [limits] and [run] settings; flags override it.
     #[arg(long, env = "SPOTMILL_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Start the output over: ignore the results of earlier runs kept in it (by default a
+    /// run merges into them, reading only inputs they did not count).
+    #[arg(long)]
+    pub fresh: bool,
     /// Worker threads (default: one per core).
     #[arg(long, short = 'j')]
     pub jobs: Option<usize>,
@@ -203,16 +208,6 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
             }
         );
     }
-    let input_files = listing.files.len() as u64;
-    let total_bytes: u64 = listing.files.iter().map(|f| f.size).sum();
-    let plan = PlanOptions {
-        max_task_bytes: settings.max_task_bytes,
-        max_task_files: settings.max_task_files,
-        target_tasks: jobs * 4,
-    };
-    let tasks = plan_tasks(listing.files, &plan);
-    let task_count = tasks.len() as u64;
-
     let bytes = std::fs::read(&args.analysis)
         .with_context(|| format!("cannot read the analysis {}", args.analysis.display()))?;
     let sandbox = Sandbox::new(config.limits.clone(), args.cache.open()?)?;
@@ -226,6 +221,55 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
         bail!("{name}: `spotmill run` needs a component that exports both the mapper and the reducer (world `analysis`)");
     }
 
+    // An output folder that holds earlier results of the same job is merged into: only
+    // the inputs not counted yet are read (never counted twice).
+    let params_sha256 = spotmill::sandbox::cache::component_hash(params.as_bytes());
+    let previous = if args.fresh {
+        None
+    } else {
+        OutputHistory::load(&args.output)?
+    };
+    let mut listing = listing;
+    let mut already_counted = 0;
+    if let Some((history, _)) = &previous {
+        history.check_same_job(&analysis.hash, &params_sha256, &args.output)?;
+        let before = listing.files.len();
+        listing.files.retain(|f| !history.counted.contains(&f.key));
+        already_counted = (before - listing.files.len()) as u64;
+        if listing.files.is_empty() && args.json {
+            let nothing = serde_json::json!({
+                "status": "ok",
+                "new_input_files": 0,
+                "inputs_counted_before": already_counted,
+                "output_dir": args.output.display().to_string(),
+            });
+            println!("{}", serde_json::to_string_pretty(&nothing)?);
+            return Ok(0);
+        }
+        if listing.files.is_empty() {
+            println!(
+                "no new input files: all {already_counted} matching files were counted by earlier runs into {}; \
+                 its output is unchanged (use --fresh to recount them)",
+                args.output.display()
+            );
+            return Ok(0);
+        }
+    }
+    let (mut history, previous_partial) = match previous {
+        Some((history, partial)) => (history, Some(partial)),
+        None => (OutputHistory::new(&analysis.hash, &params_sha256), None),
+    };
+    let run_keys: Vec<String> = listing.files.iter().map(|f| f.key.clone()).collect();
+    let input_files = listing.files.len() as u64;
+    let total_bytes: u64 = listing.files.iter().map(|f| f.size).sum();
+    let plan = PlanOptions {
+        max_task_bytes: settings.max_task_bytes,
+        max_task_files: settings.max_task_files,
+        target_tasks: jobs * 4,
+    };
+    let tasks = plan_tasks(listing.files, &plan);
+    let task_count = tasks.len() as u64;
+
     let options = RunOptions {
         jobs,
         task: TaskOptions {
@@ -236,6 +280,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
             params,
             ..TaskOptions::default()
         },
+        previous_partial,
     };
     let counters = Arc::new(Counters::default());
     let progress = RunProgress::start(
@@ -261,8 +306,11 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
     if job.succeeded() {
         match output::write_files(&args.output, &job.files) {
             Ok(written) => {
+                let partial = job.partial.as_deref().unwrap_or_default();
+                history.record_run(&args.output, &run_keys, written.clone(), partial)?;
                 summary.output_dir = Some(args.output.display().to_string());
                 summary.output_files = written;
+                summary.inputs_counted_before = already_counted;
             }
             Err(e) => {
                 summary.publish_error = Some(format!("{e:#}"));
@@ -276,4 +324,49 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
         println!("{summary}");
     }
     Ok(summary.exit_code())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PruneArgs {
+    /// An output folder written by `spotmill run`.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Keep the files of this many most recent runs.
+    #[arg(long, default_value_t = 1)]
+    pub keep_runs: usize,
+    /// Only list what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `spotmill prune`: the retention step for merged outputs.
+pub fn prune(args: &PruneArgs) -> anyhow::Result<i32> {
+    let Some((mut history, _)) = OutputHistory::load(&args.dir)? else {
+        bail!(
+            "{} has no run history (it was not written by `spotmill run`)",
+            args.dir.display()
+        );
+    };
+    let stale = if args.dry_run {
+        history.stale_files(args.keep_runs)
+    } else {
+        history.prune(&args.dir, args.keep_runs)?
+    };
+    let verb = if args.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    println!(
+        "{verb} {} files published only by runs older than the last {}",
+        stale.len(),
+        args.keep_runs.max(1)
+    );
+    for file in stale.iter().take(20) {
+        println!("  {file}");
+    }
+    if stale.len() > 20 {
+        println!("  ... and {} more", stale.len() - 20);
+    }
+    Ok(0)
 }

@@ -15,6 +15,8 @@ pub struct RunOptions {
     /// Worker threads, one task each at a time.
     pub jobs: usize,
     pub task: TaskOptions,
+    /// The merged partial of earlier runs into the same output, merged with this run's.
+    pub previous_partial: Option<Vec<u8>>,
 }
 
 /// What a local job produced.
@@ -22,6 +24,8 @@ pub struct RunOptions {
 pub struct JobResult {
     pub reports: Vec<TaskReport>,
     pub failures: Vec<TaskFailure>,
+    /// The final merged partial (earlier runs' included), when every task succeeded.
+    pub partial: Option<Vec<u8>>,
     /// The published files (path, contents), when every task succeeded and publish worked.
     pub files: Vec<(String, Vec<u8>)>,
     /// Why merging or publishing failed, if it did.
@@ -55,6 +59,9 @@ pub fn run_local(
     let jobs = options.jobs.max(1);
 
     let mut merger = Merger::new(analysis, &options.task.params, options.task.merge_fan_in);
+    if let Some(previous) = &options.previous_partial {
+        merger.add(previous.clone());
+    }
     let mut reports = Vec::new();
     let mut failures = Vec::new();
     std::thread::scope(|scope| {
@@ -91,15 +98,24 @@ pub fn run_local(
     reports.sort_by(|a, b| a.task.cmp(&b.task));
     failures.sort_by(|a, b| a.task.cmp(&b.task));
 
+    let mut partial = None;
     let (files, publish_error) = if failures.is_empty() {
-        match merger.finish_and_publish() {
-            Ok(files) => (files, None),
+        match merger.finish() {
+            Ok(merged) => {
+                let published = merger.publish(&merged);
+                partial = Some(merged);
+                match published {
+                    Ok(files) => (files, None),
+                    Err(e) => (Vec::new(), Some(e)),
+                }
+            }
             Err(e) => (Vec::new(), Some(e)),
         }
     } else {
         (Vec::new(), None)
     };
     JobResult {
+        partial,
         reports,
         failures,
         files,

@@ -1,6 +1,7 @@
 //! A whole job on one machine: plan tasks over the inputs, run them on worker threads,
 //! merge their partials with the reducer, publish the files.
 
+pub mod history;
 pub mod local;
 pub mod merge;
 pub mod output;

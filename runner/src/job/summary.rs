@@ -56,6 +56,8 @@ pub struct Summary {
     pub task_failures: Vec<TaskFailureInfo>,
     pub publish_error: Option<String>,
     pub output_dir: Option<String>,
+    /// Matching input files skipped because earlier runs into the output counted them.
+    pub inputs_counted_before: u64,
     pub output_files: Vec<String>,
 }
 
@@ -100,6 +102,7 @@ impl Summary {
             task_failures: Vec::new(),
             publish_error: job.publish_error.clone(),
             output_dir: None,
+            inputs_counted_before: 0,
             output_files: Vec::new(),
         };
         for report in reports {
@@ -258,6 +261,13 @@ impl fmt::Display for Summary {
             writeln!(f, "\nnothing was published: {e}")?;
         }
         if let Some(dir) = &self.output_dir {
+            if self.inputs_counted_before > 0 {
+                writeln!(
+                    f,
+                    "\nmerged into the earlier results in {dir} ({} input files counted before were not read again)",
+                    self.inputs_counted_before
+                )?;
+            }
             writeln!(f, "\npublished {} files to {dir}:", self.output_files.len())?;
             for file in self.output_files.iter().take(20) {
                 writeln!(f, "  {file}")?;

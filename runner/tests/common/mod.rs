@@ -329,6 +329,8 @@ pub struct Summary {
     pub publish_error: Option<String>,
     pub output_dir: Option<String>,
     pub output_files: Vec<String>,
+    #[serde(default)]
+    pub inputs_counted_before: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
