@@ -419,6 +419,7 @@ fn replaying_a_window_of_several_files_counts_each_record_once() {
                 params: r#"{"trigger":"poison"}"#.to_string(),
                 ..TaskOptions::default()
             },
+            previous_partial: None,
         };
         let counters = std::sync::Arc::new(Counters::default());
         let job = run_local(&loaded, vec![spec.clone()], &options, &counters, &|_| {});

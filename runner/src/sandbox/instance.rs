@@ -255,6 +255,30 @@ fn trap_message(error: &wasmtime::Error) -> String {
     }
 }
 
+/// Instantiates one half of the analysis (`role`: "mapper" or "reducer") in a fresh store
+/// and calls its `setup`, each under the call limits.
+fn start_guest<P, B>(
+    analysis: &LoadedAnalysis,
+    pre: Option<&P>,
+    role: &str,
+    meter: &mut FuelMeter,
+    instantiate: impl FnOnce(&P, &mut Store<HostState>) -> wasmtime::Result<B>,
+    setup: impl FnOnce(&B, &mut Store<HostState>) -> wasmtime::Result<Result<(), String>>,
+) -> Result<(Guest, B), CallError> {
+    let pre = pre.ok_or_else(|| CallError {
+        failure: GuestFailure::GuestError {
+            message: format!("{} does not export the {role} interface", analysis.name),
+        },
+        log: None,
+    })?;
+    let limits = analysis.sandbox.limits();
+    let mut guest = Guest::new(limits, analysis.sandbox.engine(), role == "reducer");
+    let bindings = guest.call(meter, |store| instantiate(pre, store))?;
+    let result = guest.call(meter, |store| setup(&bindings, store))?;
+    result.map_err(|message| guest.guest_error(format!("{role} setup failed: {message}")))?;
+    Ok((guest, bindings))
+}
+
 /// A mapper instance: `setup` done, ready for batches.
 pub struct MapperInstance {
     guest: Guest,
@@ -268,28 +292,19 @@ impl MapperInstance {
         params: &str,
         meter: &mut FuelMeter,
     ) -> Result<Self, CallError> {
-        let pre = analysis.mapper.as_ref().ok_or_else(|| CallError {
-            failure: GuestFailure::GuestError {
-                message: format!("{} does not export the mapper interface", analysis.name),
+        let (guest, bindings) = start_guest(
+            analysis,
+            analysis.mapper.as_ref(),
+            "mapper",
+            meter,
+            |pre, store| pre.instantiate(store),
+            |bindings, store| {
+                bindings
+                    .spotmill_analysis_mapper()
+                    .call_setup(store, params)
             },
-            log: None,
-        })?;
-        let limits = analysis.sandbox.limits();
-        let mut guest = Guest::new(limits, analysis.sandbox.engine(), false);
-        let bindings = guest.call(meter, |store| pre.instantiate(store))?;
-        let mut instance = MapperInstance { guest, bindings };
-        let setup = instance.guest.call(meter, |store| {
-            instance
-                .bindings
-                .spotmill_analysis_mapper()
-                .call_setup(store, params)
-        })?;
-        setup.map_err(|message| {
-            instance
-                .guest
-                .guest_error(format!("setup failed: {message}"))
-        })?;
-        Ok(instance)
+        )?;
+        Ok(MapperInstance { guest, bindings })
     }
 
     /// Maps a batch; returns the records the guest rejected, checked and sorted by index.
@@ -346,28 +361,19 @@ impl ReducerInstance {
         params: &str,
         meter: &mut FuelMeter,
     ) -> Result<Self, CallError> {
-        let pre = analysis.reducer.as_ref().ok_or_else(|| CallError {
-            failure: GuestFailure::GuestError {
-                message: format!("{} does not export the reducer interface", analysis.name),
+        let (guest, bindings) = start_guest(
+            analysis,
+            analysis.reducer.as_ref(),
+            "reducer",
+            meter,
+            |pre, store| pre.instantiate(store),
+            |bindings, store| {
+                bindings
+                    .spotmill_analysis_reducer()
+                    .call_setup(store, params)
             },
-            log: None,
-        })?;
-        let limits = analysis.sandbox.limits();
-        let mut guest = Guest::new(limits, analysis.sandbox.engine(), true);
-        let bindings = guest.call(meter, |store| pre.instantiate(store))?;
-        let mut instance = ReducerInstance { guest, bindings };
-        let setup = instance.guest.call(meter, |store| {
-            instance
-                .bindings
-                .spotmill_analysis_reducer()
-                .call_setup(store, params)
-        })?;
-        setup.map_err(|message| {
-            instance
-                .guest
-                .guest_error(format!("reducer setup failed: {message}"))
-        })?;
-        Ok(instance)
+        )?;
+        Ok(ReducerInstance { guest, bindings })
     }
 
     pub fn stats(&self) -> InstanceStats {

@@ -28,14 +28,19 @@ impl fmt::Display for Quarantine {
             "task {}, file {}, line {}, record {}: {}",
             self.task, self.file, self.line, self.record_id, self.failure
         )?;
-        if let Some(log) = &self.log {
-            write!(
-                f,
-                "\n    guest output: {}",
-                log.trim_end().replace('\n', "\n      ")
-            )?;
-        }
-        Ok(())
+        write_guest_log(f, self.log.as_deref())
+    }
+}
+
+/// The guest's captured output under a report line, indented.
+fn write_guest_log(f: &mut fmt::Formatter<'_>, log: Option<&str>) -> fmt::Result {
+    match log {
+        Some(log) => write!(
+            f,
+            "\n    guest output: {}",
+            log.trim_end().replace('\n', "\n      ")
+        ),
+        None => Ok(()),
     }
 }
 
@@ -139,13 +144,6 @@ impl TaskFailure {
 impl fmt::Display for TaskFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "task {} failed: {}", self.task, self.reason)?;
-        if let Some(log) = &self.log {
-            write!(
-                f,
-                "\n    guest output: {}",
-                log.trim_end().replace('\n', "\n      ")
-            )?;
-        }
-        Ok(())
+        write_guest_log(f, self.log.as_deref())
     }
 }

@@ -241,20 +241,7 @@ fn dry_run(
     for (index, sample) in samples.iter().enumerate() {
         if cuts.contains(&index) && index > 0 && !run.flush(&mut mapper, &mut meter, &mut partials)
         {
-            match MapperInstance::start(analysis, &options.params, &mut meter) {
-                Ok(fresh) => {
-                    mapper = fresh;
-                    run.started(&mapper);
-                }
-                Err(e) => {
-                    report.check(
-                        "instantiate",
-                        false,
-                        format!("a fresh instance failed: {e}"),
-                    );
-                    return None;
-                }
-            }
+            mapper = run.restart(analysis, options, &mut meter, report)?;
         }
         if run.failures.len() >= options.max_failures {
             break;
@@ -284,20 +271,7 @@ fn dry_run(
             Err(e) => {
                 run.failures
                     .push(format!("{} ({}): {e}", sample.id, sample.origin));
-                match MapperInstance::start(analysis, &options.params, &mut meter) {
-                    Ok(fresh) => {
-                        mapper = fresh;
-                        run.started(&mapper);
-                    }
-                    Err(e) => {
-                        report.check(
-                            "instantiate",
-                            false,
-                            format!("a fresh instance failed: {e}"),
-                        );
-                        return None;
-                    }
-                }
+                mapper = run.restart(analysis, options, &mut meter, report)?;
             }
         }
     }
@@ -324,6 +298,31 @@ struct DryRun {
 }
 
 impl DryRun {
+    /// A fresh instance after a failure left the last one unusable; None (and a failed
+    /// check) when even a fresh one does not start.
+    fn restart(
+        &mut self,
+        analysis: &LoadedAnalysis,
+        options: &ValidateOptions,
+        meter: &mut FuelMeter,
+        report: &mut ValidationReport,
+    ) -> Option<MapperInstance> {
+        match MapperInstance::start(analysis, &options.params, meter) {
+            Ok(fresh) => {
+                self.started(&fresh);
+                Some(fresh)
+            }
+            Err(e) => {
+                report.check(
+                    "instantiate",
+                    false,
+                    format!("a fresh instance failed: {e}"),
+                );
+                None
+            }
+        }
+    }
+
     /// Notes a freshly started instance.
     fn started(&mut self, mapper: &MapperInstance) {
         self.environment_reads_at_start = mapper.stats().environment_reads;
