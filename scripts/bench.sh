@@ -5,7 +5,7 @@
 # >= 200 MB uncompressed, then measures in one run, on the same files:
 #   - `xz -dc` over every file, one process (one core);
 #   - `xz -dc` over every file, `xargs -P $(nproc)` processes (all cores);
-#   - `spotmill run --jobs 1` and `--jobs $(nproc)` for os-distribution.wasm and for
+#   - `spotmill run --jobs 1` and `--jobs $(nproc)` for os-distribution.wasm, dashboard.wasm and for
 #     every analysis in BENCH_ANALYSES.
 # Each measurement is repeated BENCH_REPEAT times and the best (lowest wall time) is
 # kept. Every spotmill analysis gets one untimed warm-up run first, so component
@@ -62,7 +62,7 @@ if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
     "$repo/scripts/build-analyses.sh" "$analyses_dir"
 fi
 [[ -x "$spotmill" ]] || die "$spotmill is missing (unset BENCH_SKIP_BUILD to build it)"
-analyses=("$analyses_dir/os-distribution.wasm")
+analyses=("$analyses_dir/os-distribution.wasm" "$analyses_dir/dashboard.wasm")
 for a in "${extra_analyses[@]}"; do
     analyses+=("$(cd "$(dirname "$a")" && pwd)/$(basename "$a")")
 done
@@ -203,11 +203,11 @@ for a in "${analyses[@]}"; do
     name="$(basename "$a")"
     log "warm-up run of $name (compiles the component into the artifact cache if needed)"
     timed "$work/out" "$work/err" "$spotmill" run --analysis "$a" --input "$logs" \
-        --output "$work/output-$name" --jobs "$cores" --json --quiet "${run_args[@]}"
+        --output "$work/output-$name" --jobs "$cores" --json --quiet --fresh "${run_args[@]}"
     printf '{"analysis": "%s", "seconds": %s}\n' "$name" "$timed_wall" >>"$warmups"
     for c in "${core_counts[@]}"; do
         measure "$name" "$c" spotmill "$a" -- "$spotmill" run --analysis "$a" --input "$logs" \
-            --output "$work/output-$name" --jobs "$c" --json --quiet "${run_args[@]}"
+            --output "$work/output-$name" --jobs "$c" --json --quiet --fresh "${run_args[@]}"
     done
 done
 
