@@ -11,6 +11,7 @@ pub mod config;
 pub mod gen;
 pub mod job;
 pub mod logs;
+pub mod new;
 pub mod sandbox;
 pub mod serve;
 pub mod store;

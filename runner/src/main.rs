@@ -19,6 +19,7 @@ fn main() {
         Command::Prune(args) => cli::run::prune(args),
         Command::Validate(args) => cli::validate::execute(args),
         Command::Serve(args) => cli::serve::execute(args),
+        Command::New(args) => cli::new::execute(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

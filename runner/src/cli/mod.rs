@@ -1,6 +1,7 @@
 //! The `spotmill` command line: flags and dispatch; the work is in the library.
 
 pub mod gen;
+pub mod new;
 pub mod progress;
 pub mod run;
 pub mod serve;
@@ -36,6 +37,8 @@ pub enum Command {
     Validate(Box<validate::ValidateArgs>),
     /// Serve the telemetry dashboard page over a dashboard analysis's output folder.
     Serve(serve::ServeArgs),
+    /// Start a new analysis (Rust, Python, JavaScript or C) from the os-distribution example.
+    New(new::NewArgs),
 }
 
 /// Flags shared by commands that load a component.
