@@ -99,7 +99,17 @@ pub fn run_local(
     failures.sort_by(|a, b| a.task.cmp(&b.task));
 
     let mut partial = None;
-    let (files, publish_error) = if failures.is_empty() {
+    let records: u64 = reports.iter().map(|r| r.records).sum();
+    let mapped: u64 = reports.iter().map(|r| r.records_mapped).sum();
+    let (files, publish_error) = if failures.is_empty() && records > 0 && mapped == 0 {
+        // Below every task's budget, but nothing went into the result: publishing it
+        // would present an empty answer as a good one.
+        let error = format!(
+            "every one of the {records} records was quarantined, so there is nothing to publish; \
+             see the quarantined records for why"
+        );
+        (Vec::new(), Some(error))
+    } else if failures.is_empty() {
         match merger.finish() {
             Ok(merged) => {
                 let published = merger.publish(&merged);
