@@ -30,6 +30,10 @@ cargo fmt --all -- --check
 echo "== cargo clippy" >&2
 cargo clippy --release --workspace --all-targets -- -D warnings
 
+echo "== local S3+SQS (ministack) for the fleet tests" >&2
+eval "$(bash scripts/local-aws.sh start --watch-pid $$)"
+trap 'bash scripts/local-aws.sh stop >/dev/null 2>&1 || true' EXIT
+
 echo "== cargo test" >&2
 cargo test --release --workspace "$@"
 

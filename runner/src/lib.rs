@@ -6,8 +6,10 @@
 //! - [`gen`]: a deterministic generator of realistic published-log trees;
 //! - [`sandbox`]: the wasmtime engine, WIT bindings, limits and typed outcomes;
 //! - [`task`]: one task (a few files) through the mapper, with quarantine of bad records;
-//! - [`job`]: planning, workers, merging and publishing for `spotmill run`.
+//! - [`job`]: planning, workers, merging and publishing for `spotmill run`;
+//! - [`fleet`]: the same flow over S3 and SQS: submit, workers, aggregator, status.
 pub mod config;
+pub mod fleet;
 pub mod gen;
 pub mod job;
 pub mod logs;

@@ -20,6 +20,11 @@ fn main() {
         Command::Validate(args) => cli::validate::execute(args),
         Command::Serve(args) => cli::serve::execute(args),
         Command::New(args) => cli::new::execute(args),
+        Command::Submit(args) => cli::fleet::submit_command(args),
+        Command::Worker(args) => cli::fleet::worker_command(args),
+        Command::Aggregate(args) => cli::fleet::aggregate_command(args),
+        Command::Status(args) => cli::fleet::status_command(args),
+        Command::CreateQueues(args) => cli::fleet::create_queues_command(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -1,5 +1,6 @@
 //! The `spotmill` command line: flags and dispatch; the work is in the library.
 
+pub mod fleet;
 pub mod gen;
 pub mod new;
 pub mod progress;
@@ -39,6 +40,16 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Start a new analysis (Rust, Python, JavaScript or C) from the os-distribution example.
     New(new::NewArgs),
+    /// Plan a job over an S3 prefix and send its tasks to the task queue; prints the job id.
+    Submit(Box<fleet::SubmitArgs>),
+    /// Run tasks from the task queue until stopped (SIGTERM, spot interruption notice).
+    Worker(Box<fleet::WorkerArgs>),
+    /// Merge a job's partials as they are reported, then publish its files.
+    Aggregate(Box<fleet::AggregateArgs>),
+    /// Where a fleet job stands: tasks queued, running, done, failed; throughput, ETA.
+    Status(Box<fleet::StatusArgs>),
+    /// Create a task queue with its dead-letter queue and a done queue (and buckets).
+    CreateQueues(Box<fleet::CreateQueuesArgs>),
 }
 
 /// Flags shared by commands that load a component.
