@@ -41,4 +41,6 @@ echo "== web: unit tests of the dashboard's statistics (node:test)" >&2
 node --test web/test/stats.test.js
 
 echo "== web: the dashboard page in headless Chromium" >&2
-bash scripts/test-browser.sh
+# The binary `cargo test` just built: a `cargo build -p spotmill` here would unify features
+# differently from the workspace build and recompile wasmtime for nothing.
+SPOTMILL_BIN="$CARGO_TARGET_DIR/release/spotmill" bash scripts/test-browser.sh

@@ -442,9 +442,11 @@ fn compare(expected: &Expected, out: &Path) {
     assert_eq!(unknown, expected.unknown, "skipped.json unknown_histograms");
 }
 
+/// The published files (the run history `spotmill run` keeps under `.spotmill/` aside).
 fn tree_bytes(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     files_under(dir)
         .into_iter()
+        .filter(|p| !p.strip_prefix(dir).unwrap().starts_with(".spotmill"))
         .map(|p| {
             (
                 p.strip_prefix(dir).unwrap().to_path_buf(),

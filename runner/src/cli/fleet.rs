@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use spotmill::config::Config;
+
 use spotmill::fleet::aggregate::{aggregate, AggregateOptions};
 use spotmill::fleet::protocol::TaskSettings;
 use spotmill::fleet::submit::{submit, SubmitRequest};
@@ -16,7 +16,7 @@ use spotmill::logs::Filter;
 use spotmill::sandbox::Sandbox;
 use spotmill::task::TaskOptions;
 
-use super::run::{read_params, BatchArgs, LimitArgs};
+use super::run::{load_config, read_params, BatchArgs, LimitArgs};
 use super::CacheArgs;
 
 /// Where AWS is; the rest (credentials, profile) comes from the standard chain.
@@ -87,28 +87,8 @@ pub struct SubmitArgs {
 }
 
 pub fn submit_command(args: &SubmitArgs) -> anyhow::Result<i32> {
-    let mut config = match &args.config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
-    };
-    args.limits.apply(&mut config.limits);
-    let b = &args.batching;
-    let run = &mut config.run;
-    if let Some(v) = b.batch_records {
-        run.batch_records = v;
-    }
-    if let Some(v) = b.checkpoint_mb {
-        run.checkpoint_bytes = v << 20;
-    }
-    if let Some(v) = b.max_line_mb {
-        run.max_line_bytes = v << 20;
-    }
-    if let Some(v) = b.max_task_mb {
-        run.max_task_bytes = v << 20;
-    }
-    if let Some(v) = b.max_task_files {
-        run.max_task_files = v;
-    }
+    let config = load_config(args.config.as_deref(), &args.limits, Some(&args.batching))?;
+    let run = &config.run;
     let params = read_params(args.params.as_deref(), args.params_json.as_deref())?;
     let (filter, filter_json) = match &args.filter {
         Some(path) => {

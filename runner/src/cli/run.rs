@@ -151,31 +151,49 @@ pub fn read_params(file: Option<&Path>, inline: Option<&str>) -> anyhow::Result<
     Ok(text)
 }
 
-pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
-    let mut config = match &args.config {
+/// The config file (if any) with the command line's limits and batching on top: flags
+/// override the file, which overrides the defaults.
+pub fn load_config(
+    path: Option<&Path>,
+    limits: &LimitArgs,
+    batching: Option<&BatchArgs>,
+) -> anyhow::Result<Config> {
+    let mut config = match path {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
-    args.limits.apply(&mut config.limits);
+    limits.apply(&mut config.limits);
+    if let Some(batching) = batching {
+        batching.apply(&mut config.run);
+    }
+    Ok(config)
+}
+
+impl BatchArgs {
+    pub fn apply(&self, settings: &mut spotmill::config::RunSettings) {
+        if let Some(v) = self.batch_records {
+            settings.batch_records = v;
+        }
+        if let Some(v) = self.checkpoint_mb {
+            settings.checkpoint_bytes = v << 20;
+        }
+        if let Some(v) = self.max_line_mb {
+            settings.max_line_bytes = v << 20;
+        }
+        if let Some(v) = self.max_task_mb {
+            settings.max_task_bytes = v << 20;
+        }
+        if let Some(v) = self.max_task_files {
+            settings.max_task_files = v;
+        }
+    }
+}
+
+pub fn execute(args: &RunArgs) -> anyhow::Result<i32> {
+    let mut config = load_config(args.config.as_deref(), &args.limits, Some(&args.batching))?;
     let settings = &mut config.run;
-    let b = &args.batching;
     if let Some(v) = args.jobs {
         settings.jobs = v;
-    }
-    if let Some(v) = b.batch_records {
-        settings.batch_records = v;
-    }
-    if let Some(v) = b.checkpoint_mb {
-        settings.checkpoint_bytes = v << 20;
-    }
-    if let Some(v) = b.max_line_mb {
-        settings.max_line_bytes = v << 20;
-    }
-    if let Some(v) = b.max_task_mb {
-        settings.max_task_bytes = v << 20;
-    }
-    if let Some(v) = b.max_task_files {
-        settings.max_task_files = v;
     }
     let jobs = if settings.jobs == 0 {
         std::thread::available_parallelism()

@@ -3,11 +3,10 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use spotmill::config::Config;
 use spotmill::sandbox::Sandbox;
 use spotmill::validate::{load_samples, validate, ValidateOptions};
 
-use super::run::{read_params, LimitArgs};
+use super::run::{load_config, read_params, LimitArgs};
 use super::CacheArgs;
 
 #[derive(Debug, clap::Args)]
@@ -42,11 +41,7 @@ pub struct ValidateArgs {
 }
 
 pub fn execute(args: &ValidateArgs) -> anyhow::Result<i32> {
-    let mut config = match &args.config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
-    };
-    args.limits.apply(&mut config.limits);
+    let config = load_config(args.config.as_deref(), &args.limits, None)?;
     let options = ValidateOptions {
         params: read_params(args.params.as_deref(), args.params_json.as_deref())?,
         cpu_hour_price: args.cpu_hour_price,
