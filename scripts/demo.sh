@@ -63,10 +63,11 @@ cat "$out/os-distribution.json"
 echo
 echo "== spotmill run: the telemetry dashboard's histogram aggregates over every submission" >&2
 rm -rf "$dashboard"
-# The dashboard's merged state for 20,000 submissions outgrows the default 512 MiB cap of
-# one instance: the merge of the task partials needs about 1 GiB.
+# For 20,000 submissions the dashboard's merged state outgrows the default 512 MiB memory
+# cap of one instance (the merge needs about 1 GiB), and its published files (hundreds of
+# MB of JSON) the default 256 MiB cap on what one call returns.
 "$spotmill" run --analysis "$CARGO_TARGET_DIR/analyses/dashboard.wasm" \
-    --input "$data" --output "$dashboard" --memory-mb 2048
+    --input "$data" --output "$dashboard" --memory-mb 2048 --max-output-mb 2048
 
 echo
 echo "== look at the dashboard:"
