@@ -16,6 +16,8 @@
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=lib/guest-build-stamp.sh
+source "$repo/scripts/lib/guest-build-stamp.sh"
 out="${1:-${CARGO_TARGET_DIR:-$repo/target}/analyses}"
 tools="${SPOTMILL_TOOLS_DIR:-$HOME/.cache/spotmill/tools}"
 python="${PYTHON:-python3}"
@@ -62,17 +64,9 @@ name=os-distribution-c.wasm
 # Skip the build when nothing it reads changed (this script, the toolchain versions, the
 # WIT, the SDK and the example; the C build is reproducible and takes a second, skipping
 # keeps the scripts alike). SPOTMILL_FORCE_BUILD=1 rebuilds anyway.
-inputs="$(
-    {
-        echo "$zig_version $wasm_tools_version $wit_bindgen_version"
-        cat "${BASH_SOURCE[0]}"
-        { find "$repo/wit" -type f -print0; find "$repo/guest-sdk/c" -type f \( -name '*.c' -o -name '*.h' \) -print0; } |
-            sort -z | xargs -0 cat
-    } | sha256sum | cut -d' ' -f1
-)"
+inputs="$(guest_inputs_hash "$zig_version $wasm_tools_version $wit_bindgen_version" "${BASH_SOURCE[0]}" "$repo/guest-sdk/c" -name '*.c' -o -name '*.h')"
 stamp="$out/.$name.inputs"
-if [[ "${SPOTMILL_FORCE_BUILD:-}" != 1 && -f "$out/$name" && -f "$stamp" && "$(cat "$stamp")" == "$inputs" ]]; then
-    echo "$out/$name is up to date" >&2
+if guest_up_to_date "$out" "$name" "$inputs"; then
     exit 0
 fi
 echo "building $name" >&2

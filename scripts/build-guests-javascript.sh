@@ -13,6 +13,8 @@
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=lib/guest-build-stamp.sh
+source "$repo/scripts/lib/guest-build-stamp.sh"
 out="${1:-${CARGO_TARGET_DIR:-$repo/target}/analyses}"
 tools="${SPOTMILL_TOOLS_DIR:-$HOME/.cache/spotmill/tools}"
 
@@ -56,17 +58,9 @@ name=os-distribution-javascript.wasm
 # WIT, the SDK and the example). The build is not reproducible (a new hash each time): a
 # needless rebuild would also cost the runner a cold compile (20-50 s) and a new cached
 # artifact (~40 MB). SPOTMILL_FORCE_BUILD=1 rebuilds anyway.
-inputs="$(
-    {
-        echo "$componentize_js_version $preview2_shim_version"
-        cat "${BASH_SOURCE[0]}"
-        { find "$repo/wit" -type f -print0; find "$repo/guest-sdk/javascript" -type f -name '*.js' -print0; } |
-            sort -z | xargs -0 cat
-    } | sha256sum | cut -d' ' -f1
-)"
+inputs="$(guest_inputs_hash "$componentize_js_version $preview2_shim_version" "${BASH_SOURCE[0]}" "$repo/guest-sdk/javascript" -name '*.js')"
 stamp="$out/.$name.inputs"
-if [[ "${SPOTMILL_FORCE_BUILD:-}" != 1 && -f "$out/$name" && -f "$stamp" && "$(cat "$stamp")" == "$inputs" ]]; then
-    echo "$out/$name is up to date" >&2
+if guest_up_to_date "$out" "$name" "$inputs"; then
     exit 0
 fi
 echo "building $name" >&2
